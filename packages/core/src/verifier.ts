@@ -1,0 +1,474 @@
+/**
+ * The verifier pipeline (SPEC §5): one request in, one decision out. Every check runs before the
+ * jti is consumed, so a malformed or unauthorized request can never burn a caller's passport.
+ * Cheap structural checks come first, so junk costs no Ed25519 work. It never throws: an
+ * unexpected failure is a deny with `internal_error` (fail closed).
+ *
+ *   passport present → proof headers present and well-formed → route → parse passport (alg
+ *   allow-list) → issuer key by kid → passport signature → claims and time → issuer and trust
+ *   domain → audience → freshness → body hash and transcript → proof with the cnf key →
+ *   signer class and source rules → revocation → consume jti (atomic)
+ */
+import { TrustPlaneError, FormatError } from './errors.js';
+import { REASONS, type ReasonCode } from './reasons.js';
+import { decodeBase64url, isSha256Hex, sha256Hex, timingSafeEqualString } from './encoding.js';
+import { getEd25519Backend, type Ed25519Backend, type Ed25519PublicKey } from './ed25519/backend.js';
+import { parsePassport, validatePassportClaims, DEFAULT_SKEW_SECONDS, DEFAULT_MAX_LIFETIME_SECONDS, type PassportClaims } from './passport.js';
+import { resolveRoute, type CompiledPolicy, type CompiledRoute, type SourceRule, type CompiledKey } from './policy.js';
+import { buildTranscript, canonicalAllowList, type Transcript } from './transcript.js';
+import { ReplayStoreError, replayKey, type ReplayStore } from './replay.js';
+import { MonotonicClock, systemClock, type Clock } from './clock.js';
+import { meetsMinimum, type SignerClass } from './signer-classes.js';
+import { asciiLower } from './text.js';
+
+/** Header values: a string, or every occurrence in wire order (Node's `req.headersDistinct`). */
+export type HeaderValue = string | readonly string[] | undefined;
+/** Request headers keyed by LOWER-CASE name. */
+export type RequestHeaders = Readonly<Record<string, HeaderValue>>;
+
+export interface VerifyRequest {
+  method: string;
+  /** The raw request path as received, without the query. */
+  path: string;
+  /** The raw query, without the leading '?'. */
+  query?: string;
+  /** Lower-case names → values. Pass `req.headersDistinct` so duplicates are visible. */
+  headers: RequestHeaders;
+  /** The body bytes, when buffered. */
+  body?: Uint8Array;
+  /** SHA-256 (lower hex) of the body computed by the enforcement point while streaming it. */
+  bodySha256?: string;
+  /**
+   * Forward-auth mode: the body is not visible to the verifier, so the transcript binds the
+   * caller's `X-TrustPlane-Body-SHA256` as claimed. Never set this when the body is available.
+   */
+  bodyNotAvailable?: boolean;
+  requestId?: string;
+}
+
+export interface PolicySnapshot {
+  readonly policy: CompiledPolicy;
+  /** When the policy's source was last confirmed current (ms); drives freshness classes. */
+  readonly confirmedAtMs: number;
+}
+
+export interface PolicyProvider {
+  current(): PolicySnapshot | undefined;
+}
+
+export interface VerifierOptions {
+  policy: PolicyProvider;
+  replayStore: ReplayStore;
+  clock?: Clock;
+  /** Allowed clock skew in seconds (default 30). */
+  skewSeconds?: number;
+  /** Maximum passport lifetime exp − iat in seconds (default 900). */
+  maxLifetimeSeconds?: number;
+  /** `request` (method + path_template, default) or `route-id` (this verifier serves one route). */
+  routeMode?: 'request' | 'route-id';
+  routeId?: string;
+  /** `realtime` routes need the bundle confirmed within this many seconds (default 5). */
+  freshnessWindowSeconds?: number;
+  backend?: Ed25519Backend;
+}
+
+export interface AllowDecision {
+  readonly allowed: true;
+  readonly reason: 'request_verified';
+  readonly status: 200;
+  readonly subject: string;
+  readonly issuer: string;
+  readonly trustDomain: string;
+  readonly jti: string;
+  readonly keyBinding: SignerClass;
+  readonly requiredKeyBinding: SignerClass;
+  readonly routeId: string;
+  readonly audience: string;
+  readonly transcriptSha256: string;
+  readonly policyId: string;
+  readonly policyVersion: number;
+  readonly sourceType: string;
+  readonly claims: PassportClaims;
+}
+
+export interface DenyDecision {
+  readonly allowed: false;
+  readonly reason: ReasonCode;
+  readonly status: number;
+  /** Human detail for logs and audit; never sent to the client. */
+  readonly detail: string;
+  readonly routeId?: string;
+  readonly audience?: string;
+  readonly issuer?: string;
+  readonly subject?: string;
+  readonly jti?: string;
+  readonly keyBinding?: string;
+  readonly requiredKeyBinding?: string;
+  readonly transcriptSha256?: string;
+  readonly policyId?: string;
+  readonly policyVersion?: number;
+}
+
+export type Decision = AllowDecision | DenyDecision;
+
+export const SIGNED_HEADERS_HEADER = 'x-trustplane-signed-headers';
+const MAX_NONCE = 256;
+const MAX_SIGNED_HEADERS_CHARS = 1024;
+const MAX_SIGNED_HEADER_NAMES = 32;
+const CNF_CACHE_MAX = 4096;
+
+/** Accumulates what is known so far, so a denial's audit event carries it. */
+interface Ctx {
+  route?: CompiledRoute;
+  claims?: PassportClaims;
+  transcriptSha256?: string;
+  policy?: CompiledPolicy;
+}
+
+function deny(reason: ReasonCode, detail: string, ctx: Ctx): DenyDecision {
+  const d: { -readonly [K in keyof DenyDecision]: DenyDecision[K] } = { allowed: false, reason, status: REASONS[reason].status, detail };
+  if (ctx.route !== undefined) {
+    d.routeId = ctx.route.routeId;
+    d.requiredKeyBinding = ctx.route.requiredKeyBinding;
+  }
+  if (ctx.claims !== undefined) {
+    d.audience = ctx.claims.aud;
+    d.issuer = ctx.claims.iss;
+    d.subject = ctx.claims.sub;
+    d.jti = ctx.claims.jti;
+    d.keyBinding = ctx.claims.cnf.key_binding;
+  }
+  if (ctx.transcriptSha256 !== undefined) d.transcriptSha256 = ctx.transcriptSha256;
+  if (ctx.policy !== undefined) {
+    d.policyId = ctx.policy.policyId;
+    d.policyVersion = ctx.policy.policyVersion;
+  }
+  return d;
+}
+
+/** The single value of a header that must not repeat; `null` when it is repeated. */
+function single(headers: RequestHeaders, name: string): string | undefined | null {
+  const v = headers[name];
+  if (v === undefined) return undefined;
+  if (typeof v === 'string') return v;
+  if (v.length === 0) return undefined;
+  return v.length === 1 ? v[0] : null;
+}
+
+function firstValue(headers: RequestHeaders, name: string): string | undefined {
+  const v = headers[name];
+  return v === undefined || typeof v === 'string' ? v : v[0];
+}
+
+const FRESHNESS_OFFLINE = new Set(['offline-ok', 'offline_ok']);
+
+/** The stage at which a source rule failed; the deepest failure across rules is reported. */
+const STAGES: readonly ReasonCode[] = [
+  'source_issuer_mismatch',
+  'source_trust_domain_mismatch',
+  'source_subject_mismatch',
+  'insufficient_key_binding',
+  'missing_provenance',
+  'provenance_mismatch',
+  'missing_context',
+  'context_mismatch',
+];
+
+function checkSource(rule: SourceRule, claims: PassportClaims, key: CompiledKey, route: CompiledRoute): { stage: number; detail: string } | undefined {
+  if (rule.issuer !== claims.iss || rule.source_type !== key.sourceType) return { stage: 0, detail: `source rule issuer ${rule.issuer} (${rule.source_type})` };
+  if (rule.trust_domain !== claims.trust_domain) return { stage: 1, detail: `source rule trust domain ${rule.trust_domain}` };
+  if (rule.subject_exact !== undefined ? claims.sub !== rule.subject_exact : !claims.sub.startsWith(rule.subject_prefix ?? '\u0000')) {
+    return { stage: 2, detail: `source rule subject ${rule.subject_exact ?? `${rule.subject_prefix ?? ''}*`}` };
+  }
+  const min = rule.required_key_binding ?? route.requiredKeyBinding;
+  if (!meetsMinimum(claims.cnf.key_binding, min)) return { stage: 3, detail: `signer class ${claims.cnf.key_binding} is below the source minimum ${min}` };
+  const pp = rule.provenance_policy;
+  if (pp !== undefined) {
+    const prov = claims.provenance;
+    if (prov === undefined) return { stage: 4, detail: 'passport carries no provenance' };
+    if (pp.profile !== undefined && prov.profile !== pp.profile) return { stage: 5, detail: `provenance profile ${prov.profile} is not ${pp.profile}` };
+    if (pp.required_spiffe_trust_domain !== undefined && prov.spiffe_trust_domain !== pp.required_spiffe_trust_domain) {
+      return { stage: 5, detail: `provenance SPIFFE trust domain is not ${pp.required_spiffe_trust_domain}` };
+    }
+    if (pp.required_posture !== undefined && prov.posture !== pp.required_posture) return { stage: 5, detail: `provenance posture is not ${pp.required_posture}` };
+    if (prov.spiffe_id !== undefined && prov.spiffe_id !== claims.sub) return { stage: 5, detail: 'provenance SPIFFE ID differs from the passport subject' };
+  }
+  const cp = rule.context_policy;
+  if (cp !== undefined) {
+    for (const [req, want] of Object.entries(cp)) {
+      const field = req.slice('required_'.length);
+      const got = claims.ctx?.[field];
+      if (got === undefined) return { stage: 6, detail: `passport context lacks ${field}` };
+      if (got !== want) return { stage: 7, detail: `passport context ${field} differs from the policy` };
+    }
+  }
+  return undefined;
+}
+
+export class Verifier {
+  private readonly policy: PolicyProvider;
+  private readonly replay: ReplayStore;
+  private readonly clock: Clock;
+  private readonly skew: number;
+  private readonly maxLifetime: number;
+  private readonly routeMode: 'request' | 'route-id';
+  private readonly routeId: string | undefined;
+  private readonly freshnessWindowMs: number;
+  readonly backend: Ed25519Backend;
+  private readonly cnfCache = new Map<string, Ed25519PublicKey>();
+
+  constructor(opts: VerifierOptions) {
+    this.policy = opts.policy;
+    this.replay = opts.replayStore;
+    this.clock = new MonotonicClock(opts.clock ?? systemClock);
+    this.skew = opts.skewSeconds ?? DEFAULT_SKEW_SECONDS;
+    this.maxLifetime = opts.maxLifetimeSeconds ?? DEFAULT_MAX_LIFETIME_SECONDS;
+    this.routeMode = opts.routeMode ?? 'request';
+    this.routeId = opts.routeId;
+    this.freshnessWindowMs = (opts.freshnessWindowSeconds ?? 5) * 1000;
+    this.backend = opts.backend ?? getEd25519Backend();
+    if (this.routeMode === 'route-id' && (this.routeId === undefined || this.routeId === '')) {
+      throw new TypeError('routeMode "route-id" needs a routeId');
+    }
+    if (!(this.skew >= 0) || !(this.maxLifetime > 0) || !(this.freshnessWindowMs > 0)) throw new TypeError('skewSeconds, maxLifetimeSeconds and freshnessWindowSeconds must be positive numbers');
+  }
+
+  /** Verify one request. Never throws; never consumes the jti unless every other check passed. */
+  async verify(req: VerifyRequest): Promise<Decision> {
+    const ctx: Ctx = {};
+    try {
+      const early = this.checkBeforeReplay(req, ctx);
+      if (!('key' in early)) return early;
+      const { claims, route, policy, transcript } = early;
+      // Atomic consume: the only state change, and only for an otherwise valid request.
+      const nowMs = this.clock.now();
+      let result;
+      try {
+        result = await this.replay.consume(replayKey(claims.iss, claims.jti), (claims.exp + this.skew) * 1000, nowMs);
+      } catch (err) {
+        if (err instanceof ReplayStoreError) return deny(err.reason, err.message, ctx);
+        return deny('replay_store_unavailable', `replay store error: ${err instanceof Error ? err.message : String(err)}`, ctx);
+      }
+      if (result !== 'fresh') return deny('jti_replay', 'this passport jti was already used', ctx);
+      return {
+        allowed: true,
+        reason: 'request_verified',
+        status: 200,
+        subject: claims.sub,
+        issuer: claims.iss,
+        trustDomain: claims.trust_domain,
+        jti: claims.jti,
+        keyBinding: claims.cnf.key_binding,
+        requiredKeyBinding: route.requiredKeyBinding,
+        routeId: route.routeId,
+        audience: claims.aud,
+        transcriptSha256: transcript.sha256,
+        policyId: policy.policyId,
+        policyVersion: policy.policyVersion,
+        sourceType: early.key.sourceType,
+        claims,
+      };
+    } catch (err) {
+      if (err instanceof TrustPlaneError) return deny(err.reason, err.detail, ctx);
+      return deny('internal_error', `unexpected verifier failure: ${err instanceof Error ? err.message : String(err)}`, ctx);
+    }
+  }
+
+  private importCnfKey(b64: string): Ed25519PublicKey {
+    let key = this.cnfCache.get(b64);
+    if (key === undefined) {
+      try {
+        key = this.backend.importPublicKey(decodeBase64url(b64, 43, 'cnf public key'));
+      } catch (err) {
+        throw new TrustPlaneError('invalid_passport_claims', `cnf.public_key_b64url: ${err instanceof Error ? err.message : 'invalid'}`);
+      }
+      if (this.cnfCache.size >= CNF_CACHE_MAX) this.cnfCache.clear();
+      this.cnfCache.set(b64, key);
+    }
+    return key;
+  }
+
+  /** Every check except the replay consume. Returns a deny, or what the consume needs. */
+  private checkBeforeReplay(
+    req: VerifyRequest,
+    ctx: Ctx,
+  ): DenyDecision | { claims: PassportClaims; route: CompiledRoute; policy: CompiledPolicy; transcript: Transcript; key: CompiledKey } {
+    const h = req.headers;
+    // 1. Passport present (401), unambiguous.
+    const auth = single(h, 'authorization');
+    if (auth === null) return deny('malformed_request', 'more than one Authorization header', ctx);
+    if (auth === undefined || auth === '') return deny('missing_passport', 'no Authorization header', ctx);
+    const sp = auth.indexOf(' ');
+    if (sp < 0 || asciiLower(auth.slice(0, sp)) !== 'bearer') return deny('missing_passport', 'Authorization is not a Bearer passport', ctx);
+    const token = auth.slice(sp + 1).trim();
+    if (token === '') return deny('missing_passport', 'empty Bearer passport', ctx);
+
+    // 2. Proof headers present and well-formed: cheap, before any signature work.
+    const proof = single(h, 'x-trustplane-proof');
+    const claimedDigest = single(h, 'x-trustplane-transcript-sha256');
+    const nonce = single(h, 'x-trustplane-nonce');
+    const claimedBody = single(h, 'x-trustplane-body-sha256');
+    if (proof === null || claimedDigest === null || nonce === null || claimedBody === null) return deny('malformed_proof_headers', 'a TrustPlane proof header is repeated', ctx);
+    if (proof === undefined || claimedDigest === undefined || nonce === undefined || claimedBody === undefined || nonce.trim() === '') {
+      return deny('missing_proof_headers', 'X-TrustPlane-Proof, -Transcript-SHA256, -Nonce and -Body-SHA256 are all required', ctx);
+    }
+    if (proof.length !== 86) return deny('malformed_proof_headers', 'X-TrustPlane-Proof is not 64 bytes of base64url', ctx);
+    if (!isSha256Hex(claimedDigest)) return deny('malformed_proof_headers', 'X-TrustPlane-Transcript-SHA256 is not 64 lower-hex characters', ctx);
+    if (!isSha256Hex(claimedBody)) return deny('malformed_proof_headers', 'X-TrustPlane-Body-SHA256 is not 64 lower-hex characters', ctx);
+    if (nonce.length > MAX_NONCE) return deny('malformed_proof_headers', `X-TrustPlane-Nonce is longer than ${MAX_NONCE} characters`, ctx);
+    let proofSig: Buffer;
+    try {
+      proofSig = decodeBase64url(proof, 86, 'X-TrustPlane-Proof');
+    } catch {
+      return deny('malformed_proof_headers', 'X-TrustPlane-Proof is not strict base64url', ctx);
+    }
+    const declared = single(h, SIGNED_HEADERS_HEADER);
+    if (declared === null) return deny('malformed_proof_headers', 'X-TrustPlane-Signed-Headers is repeated', ctx);
+    if (declared !== undefined && declared.length > MAX_SIGNED_HEADERS_CHARS) return deny('malformed_proof_headers', 'X-TrustPlane-Signed-Headers is too long', ctx);
+
+    // 3. Policy and route (structural, no crypto yet).
+    const snapshot = this.policy.current();
+    if (snapshot === undefined) return deny('bundle_policy_missing', 'no valid signed policy bundle is loaded', ctx);
+    const policy = snapshot.policy;
+    ctx.policy = policy;
+    const method = req.method;
+    let route: CompiledRoute | undefined;
+    if (this.routeMode === 'route-id') {
+      route = policy.routesById.get(this.routeId!);
+      if (route === undefined) return deny('bundle_route_missing', `route ${this.routeId!} is not in the policy bundle`, ctx);
+      if (route.method !== method) {
+        ctx.route = route;
+        return deny('bundle_route_missing', `route ${route.routeId} serves ${route.method}, not ${method}`, ctx);
+      }
+    } else {
+      route = resolveRoute(policy, method, req.path);
+      if (route === undefined) return deny('bundle_route_missing', `no route for ${method} ${req.path.slice(0, 256)}`, ctx);
+    }
+    ctx.route = route;
+
+    // 4. Passport: parse (alg allow-list first), issuer key by kid, signature.
+    const parsed = parsePassport(token);
+    const key = policy.keysByKid.get(parsed.header.kid);
+    if (key === undefined) return deny('unknown_issuer_key', `kid ${parsed.header.kid.slice(0, 128)} is not in the trust material`, ctx);
+    if (!this.backend.verify(key.key, parsed.signingInput, parsed.signature)) return deny('invalid_passport_signature', `passport signature does not verify with kid ${key.kid}`, ctx);
+
+    // 5. Claims and time window.
+    const nowMs = this.clock.now();
+    const claims = validatePassportClaims(parsed.payload, { nowMs, skewSeconds: this.skew, maxLifetimeSeconds: this.maxLifetime });
+    ctx.claims = claims;
+    if (claims.iss !== key.issuer) return deny('issuer_key_mismatch', `kid ${key.kid} belongs to issuer ${key.issuer}, not ${claims.iss}`, ctx);
+    if (claims.trust_domain !== key.trustDomain) return deny('trust_domain_mismatch', `issuer ${key.issuer} is trusted for ${key.trustDomain}, not ${claims.trust_domain}`, ctx);
+
+    // 6. Audience of the route's API.
+    if (claims.aud !== route.audience) return deny('audience_mismatch', `passport audience ${claims.aud} is not ${route.audience}`, ctx);
+
+    // 7. Freshness of the bundle for this route's class.
+    const fc = route.freshnessClass;
+    const ageMs = nowMs - snapshot.confirmedAtMs;
+    if (fc === 'realtime') {
+      if (ageMs > this.freshnessWindowMs) return deny('stale_bundle_fail_closed', `realtime route needs a bundle confirmed within ${this.freshnessWindowMs / 1000} s; last confirmed ${Math.round(ageMs / 1000)} s ago`, ctx);
+    } else if (fc === 'bounded') {
+      const max = route.maxStalenessSeconds;
+      if (max === undefined || !(max > 0)) return deny('bundle_freshness_unknown', `bounded route ${route.routeId} has no positive max_staleness_seconds`, ctx);
+      if (ageMs > max * 1000) return deny('stale_bundle_fail_closed', `bundle last confirmed ${Math.round(ageMs / 1000)} s ago, route allows ${max} s`, ctx);
+    } else if (!FRESHNESS_OFFLINE.has(fc)) {
+      return deny('bundle_freshness_unknown', `unknown freshness class ${fc.slice(0, 64)}`, ctx);
+    }
+
+    // 8. Body hash and transcript, rebuilt from the request as received.
+    let bodyDigest: string;
+    if (req.bodyNotAvailable === true) {
+      bodyDigest = claimedBody; // forward-auth: bound as claimed (documented limitation)
+    } else {
+      bodyDigest = req.bodySha256 ?? sha256Hex(req.body ?? new Uint8Array(0));
+      if (!timingSafeEqualString(bodyDigest, claimedBody)) return deny('request_binding_mismatch', 'the body does not match X-TrustPlane-Body-SHA256', ctx);
+    }
+    let allowList: string[];
+    if (declared !== undefined) {
+      allowList = canonicalAllowList(declared.split(','));
+      if (allowList.length > MAX_SIGNED_HEADER_NAMES) return deny('malformed_proof_headers', `more than ${MAX_SIGNED_HEADER_NAMES} signed headers`, ctx);
+    } else {
+      allowList = route.signedHeaders.filter((n) => h[n] !== undefined);
+    }
+    for (const n of route.requiredSignedHeaders) {
+      if (!allowList.includes(n)) return deny('unsigned_required_header', `route ${route.routeId} requires header ${n} to be signed`, ctx);
+    }
+    let transcript: Transcript;
+    try {
+      transcript = buildTranscript({
+        method,
+        scheme: route.scheme,
+        authority: route.authority,
+        path: req.path,
+        rawQuery: req.query ?? '',
+        audience: claims.aud,
+        routeId: route.routeId,
+        contentEncoding: firstValue(h, 'content-encoding') ?? '',
+        bodySha256: bodyDigest,
+        headers: (n) => firstValue(h, n),
+        headerAllowList: allowList,
+        passportJti: claims.jti,
+        nonce,
+        issuedAt: claims.iat,
+        keyBinding: claims.cnf.key_binding,
+      });
+    } catch (err) {
+      if (err instanceof FormatError) return deny('request_binding_mismatch', `cannot rebuild the transcript: ${err.message}`, ctx);
+      throw err;
+    }
+    ctx.transcriptSha256 = transcript.sha256;
+    if (!timingSafeEqualString(transcript.sha256, claimedDigest)) return deny('request_binding_mismatch', 'the request does not match the signed transcript', ctx);
+
+    // 9. The proof, over the 32 raw digest bytes, with the passport's cnf key.
+    const cnfKey = this.importCnfKey(claims.cnf.public_key_b64url);
+    if (!this.backend.verify(cnfKey, transcript.digest, proofSig)) return deny('invalid_request_proof', 'the request proof does not verify with the passport cnf key', ctx);
+
+    // 10. Signer class for the route, then ONE source rule must match entirely.
+    if (!meetsMinimum(claims.cnf.key_binding, route.requiredKeyBinding)) {
+      return deny('insufficient_key_binding', `signer class ${claims.cnf.key_binding} is below the route minimum ${route.requiredKeyBinding}`, ctx);
+    }
+    let deepest: { stage: number; detail: string } | undefined;
+    let matched = false;
+    for (const rule of route.sources) {
+      const failure = checkSource(rule, claims, key, route);
+      if (failure === undefined) {
+        matched = true;
+        break;
+      }
+      if (deepest === undefined || failure.stage > deepest.stage) deepest = failure;
+    }
+    if (!matched) {
+      if (deepest === undefined) return deny('source_issuer_mismatch', `route ${route.routeId} allows no sources`, ctx);
+      return deny(STAGES[deepest.stage]!, deepest.detail, ctx);
+    }
+
+    // 11. Revocation.
+    if (key.status === 'revoked' || policy.revokedKids.has(key.kid) || policy.revokedKids.has(claims.cnf.kid)) return deny('revoked', `key ${key.kid} is revoked`, ctx);
+    if (policy.revokedJtis.has(claims.jti)) return deny('revoked', 'this jti is revoked', ctx);
+    if (policy.revokedSubjects.has(`${claims.iss}\n${claims.sub}`)) return deny('revoked', `subject ${claims.sub} of ${claims.iss} is revoked`, ctx);
+
+    return { claims, route, policy, transcript, key };
+  }
+}
+
+/** A policy provider for a policy held in memory (library use, tests). */
+export class StaticPolicyProvider implements PolicyProvider {
+  private snapshot: PolicySnapshot | undefined;
+
+  constructor(policy?: CompiledPolicy, confirmedAtMs: number = Date.now()) {
+    this.snapshot = policy === undefined ? undefined : { policy, confirmedAtMs };
+  }
+
+  current(): PolicySnapshot | undefined {
+    return this.snapshot;
+  }
+
+  set(policy: CompiledPolicy | undefined, confirmedAtMs: number): void {
+    this.snapshot = policy === undefined ? undefined : { policy, confirmedAtMs };
+  }
+
+  /** Record that the source was confirmed current at `atMs`. */
+  confirm(atMs: number): void {
+    if (this.snapshot !== undefined) this.snapshot = { policy: this.snapshot.policy, confirmedAtMs: atMs };
+  }
+}
