@@ -35,7 +35,8 @@ export class ReplayStoreError extends Error {
  * the jti length.
  */
 export function replayKey(issuer: string, jti: string): string {
-  return sha256Bytes(`${issuer}\n${jti}`).subarray(0, 16).toString('latin1');
+  // Length-prefixed so that no (issuer, jti) pair can collide with another by moving a separator.
+  return sha256Bytes(`${issuer.length}:${issuer}\n${jti}`).subarray(0, 16).toString('latin1');
 }
 
 export interface MemoryReplayStoreOptions {

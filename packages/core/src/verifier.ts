@@ -356,6 +356,8 @@ export class Verifier {
     const nowMs = this.clock.now();
     const claims = validatePassportClaims(parsed.payload, { nowMs, skewSeconds: this.skew, maxLifetimeSeconds: this.maxLifetime });
     ctx.claims = claims;
+    // The cnf key is part of the claims: a bad one (not 32 bytes, small order) is invalid claims.
+    const cnfKey = this.importCnfKey(claims.cnf.public_key_b64url);
     if (claims.iss !== key.issuer) return deny('issuer_key_mismatch', `kid ${key.kid} belongs to issuer ${key.issuer}, not ${claims.iss}`, ctx);
     if (claims.trust_domain !== key.trustDomain) return deny('trust_domain_mismatch', `issuer ${key.issuer} is trusted for ${key.trustDomain}, not ${claims.trust_domain}`, ctx);
 
@@ -420,7 +422,6 @@ export class Verifier {
     if (!timingSafeEqualString(transcript.sha256, claimedDigest)) return deny('request_binding_mismatch', 'the request does not match the signed transcript', ctx);
 
     // 9. The proof, over the 32 raw digest bytes, with the passport's cnf key.
-    const cnfKey = this.importCnfKey(claims.cnf.public_key_b64url);
     if (!this.backend.verify(cnfKey, transcript.digest, proofSig)) return deny('invalid_request_proof', 'the request proof does not verify with the passport cnf key', ctx);
 
     // 10. Signer class for the route, then ONE source rule must match entirely.
