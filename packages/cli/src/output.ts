@@ -7,8 +7,8 @@ import { FormatError, TrustPlaneError } from '@trustplane/core';
 
 /** Where the command writes. The real bin uses process.stdout/stderr; tests capture it. */
 export interface CliIo {
-  stdout(text: string): void;
-  stderr(text: string): void;
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
 }
 
 export const EXIT_OK = 0;
@@ -75,8 +75,9 @@ export function describeError(err: unknown): string {
   return oneLine(String(err));
 }
 
-export function writeLine(write: (text: string) => void, text: string): void {
-  write(`${text}\n`);
+/** The one error line: `trustplane: <what went wrong>`. */
+export function writeErrorLine(io: CliIo, message: string): void {
+  io.stderr(`trustplane: ${oneLine(message)}\n`);
 }
 
 /** Pretty JSON, 2-space indent, one trailing newline. */

@@ -4,10 +4,13 @@
  * '+', '/', whitespace and junk, so every decode goes through `decodeBase64url` here.
  */
 import * as crypto from 'node:crypto';
+import { isUtf8 } from 'node:buffer';
 import { FormatError } from './errors.js';
 
 const B64URL = /^[A-Za-z0-9_-]*$/;
 const HEX64 = /^[0-9a-f]{64}$/;
+const B64URL_VALUE = new Uint8Array(128);
+'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.split('').forEach((c, i) => (B64URL_VALUE[c.charCodeAt(0)] = i));
 
 export function encodeBase64url(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url');
@@ -21,45 +24,58 @@ export function encodeBase64url(bytes: Uint8Array): string {
 export function decodeBase64url(value: string, maxChars: number, what = 'base64url'): Buffer {
   if (value.length > maxChars) throw new FormatError('invalid_base64url', `${what} longer than ${maxChars} characters`);
   if (value.length % 4 === 1 || !B64URL.test(value)) throw new FormatError('invalid_base64url', `${what} is not strict base64url`);
-  const bytes = Buffer.from(value, 'base64url');
-  if (bytes.toString('base64url') !== value) throw new FormatError('invalid_base64url', `${what} is not canonical base64url`);
-  return bytes;
+  // With the alphabet and length checked, the only non-canonical form left is non-zero unused
+  // low bits in the last character; checking them replaces a full re-encode.
+  const rem = value.length % 4;
+  if (rem !== 0) {
+    const last = B64URL_VALUE[value.charCodeAt(value.length - 1)]!;
+    if ((rem === 2 && (last & 0x0f) !== 0) || (rem === 3 && (last & 0x03) !== 0)) {
+      throw new FormatError('invalid_base64url', `${what} is not canonical base64url`);
+    }
+  }
+  return Buffer.from(value, 'base64url');
 }
 
 export function isSha256Hex(value: string): boolean {
   return value.length === 64 && HEX64.test(value);
 }
 
-const hashOneShot: ((alg: string, data: string | Uint8Array, enc: 'hex' | 'buffer') => string | Buffer) | undefined =
-  (crypto as unknown as { hash?: (alg: string, data: string | Uint8Array, enc: 'hex' | 'buffer') => string | Buffer }).hash;
+const hashOneShot: ((alg: string, data: string | Uint8Array, enc: 'hex' | 'latin1') => string) | undefined =
+  (crypto as unknown as { hash?: (alg: string, data: string | Uint8Array, enc: 'hex' | 'latin1') => string }).hash;
 
 /** Lower-hex SHA-256 of a string's UTF-8 bytes or of raw bytes. */
 export function sha256Hex(data: string | Uint8Array): string {
-  if (hashOneShot !== undefined) return hashOneShot('sha256', data, 'hex') as string;
+  if (hashOneShot !== undefined) return hashOneShot('sha256', data, 'hex');
   return crypto.createHash('sha256').update(data).digest('hex');
 }
 
 export function sha256Bytes(data: string | Uint8Array): Buffer {
-  if (hashOneShot !== undefined) return hashOneShot('sha256', data, 'buffer') as Buffer;
+  // On Node 20, crypto.hash with 'buffer' output costs ~3× its string forms; latin1 is one byte
+  // per character, so the round trip through it is exact.
+  if (hashOneShot !== undefined) return Buffer.from(hashOneShot('sha256', data, 'latin1'), 'latin1');
   return crypto.createHash('sha256').update(data).digest();
+}
+
+/** The first 16 bytes of SHA-256, as a 16-character one-byte string (compact map keys). */
+export function sha256Prefix16(data: string): string {
+  if (hashOneShot !== undefined) return hashOneShot('sha256', data, 'latin1').slice(0, 16);
+  return crypto.createHash('sha256').update(data).digest().subarray(0, 16).toString('latin1');
 }
 
 export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
-const utf8Strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-
 /** Decode UTF-8 strictly: invalid sequences are an error, never U+FFFD. */
 export function decodeUtf8Strict(bytes: Uint8Array, what = 'text'): string {
-  try {
-    return utf8Strict.decode(bytes);
-  } catch {
-    throw new FormatError('invalid_utf8', `${what} is not valid UTF-8`);
-  }
+  // buffer.isUtf8 is a native validator (no decoding work); toString then cannot substitute.
+  if (!isUtf8(bytes)) throw new FormatError('invalid_utf8', `${what} is not valid UTF-8`);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
 }
 
 /** Constant-time equality of two strings of equal length (e.g. digests); unequal lengths → false. */
 export function timingSafeEqualString(a: string, b: string): boolean {
-  const ab = Buffer.from(a, 'utf8');
-  const bb = Buffer.from(b, 'utf8');
-  return ab.length === bb.length && crypto.timingSafeEqual(ab, bb);
+  if (a.length !== b.length) return false;
+  // Branch-free accumulation over UTF-16 code units: the time depends on the length only.
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
 }

@@ -80,7 +80,6 @@ class Parser {
     if (depth > this.maxDepth) this.fail('nesting too deep');
     this.pos++; // {
     const out: JsonObject = {};
-    const seen = new Set<string>();
     this.ws();
     if (this.src.charCodeAt(this.pos) === 0x7d) {
       this.pos++;
@@ -90,15 +89,18 @@ class Parser {
       this.ws();
       if (this.src.charCodeAt(this.pos) !== 0x22) this.fail('expected string key');
       const key = this.string();
-      if (seen.has(key)) this.fail(`duplicate key ${JSON.stringify(key.slice(0, 64))}`);
-      seen.add(key);
+      if (Object.prototype.hasOwnProperty.call(out, key)) this.fail(`duplicate key ${JSON.stringify(key.slice(0, 64))}`);
       this.ws();
       if (this.src.charCodeAt(this.pos) !== 0x3a) this.fail("expected ':'");
       this.pos++;
       this.ws();
       const v = this.value(depth);
-      // defineProperty so that a "__proto__" key is plain data, never a prototype change.
-      Object.defineProperty(out, key, { value: v, enumerable: true, writable: true, configurable: true });
+      if (key === '__proto__') {
+        // Plain data, never a prototype change.
+        Object.defineProperty(out, key, { value: v, enumerable: true, writable: true, configurable: true });
+      } else {
+        out[key] = v;
+      }
       this.ws();
       const c = this.src.charCodeAt(this.pos);
       if (c === 0x2c) {

@@ -98,7 +98,29 @@ export function parsePassport(token: string): ParsedPassport {
   // Cheap shape check of the signature first: 64 bytes is exactly 86 base64url characters.
   if (sigSeg.length !== 86) throw malformed('passport signature is not 64 bytes of base64url');
 
-  const rawHeader = decodeSegment(headerSeg, 'header');
+  // Headers repeat for every passport of an issuer key, so decoded headers are cached (the
+  // cache holds only headers that passed every check below).
+  const cached = headerCache.get(headerSeg);
+  const header = cached ?? checkHeader(decodeSegment(headerSeg, 'header'));
+  if (cached === undefined) {
+    if (headerCache.size >= HEADER_CACHE_MAX) headerCache.clear();
+    headerCache.set(headerSeg, header);
+  }
+
+  let signature: Buffer;
+  try {
+    signature = decodeBase64url(sigSeg, 86, 'passport signature');
+  } catch (err) {
+    throw malformed('passport signature is not strict base64url', err);
+  }
+  const payload = decodeSegment(payloadSeg, 'claims');
+  return { header, payload, signingInput: Buffer.from(token.slice(0, d2), 'latin1'), signature };
+}
+
+const HEADER_CACHE_MAX = 1024;
+const headerCache = new Map<string, PassportHeader>();
+
+function checkHeader(rawHeader: JsonObject): PassportHeader {
   // Algorithm allow-list before anything else touches the header (SPEC §3).
   if (rawHeader['alg'] !== 'EdDSA') {
     throw new TrustPlaneError('unsupported_passport_algorithm', `passport alg ${typeof rawHeader['alg'] === 'string' ? JSON.stringify(rawHeader['alg'].slice(0, 32)) : 'missing'} is not EdDSA`);
@@ -114,16 +136,7 @@ export function parsePassport(token: string): ParsedPassport {
   if (typeof kid !== 'string' || kid === '' || kid.length > 256) throw malformed('passport header kid is missing or not a short string');
   const typ = rawHeader['typ'];
   if (typ !== undefined && typ !== 'JWT') throw malformed('passport header typ must be "JWT" when present');
-
-  let signature: Buffer;
-  try {
-    signature = decodeBase64url(sigSeg, 86, 'passport signature');
-  } catch (err) {
-    throw malformed('passport signature is not strict base64url', err);
-  }
-  const payload = decodeSegment(payloadSeg, 'claims');
-  const header: PassportHeader = typ === undefined ? { alg: 'EdDSA', kid } : { alg: 'EdDSA', kid, typ };
-  return { header, payload, signingInput: Buffer.from(token.slice(0, d2), 'ascii'), signature };
+  return typ === undefined ? { alg: 'EdDSA', kid } : { alg: 'EdDSA', kid, typ };
 }
 
 export function verifyPassportSignature(parsed: ParsedPassport, key: Ed25519PublicKey, backend: Ed25519Backend = getEd25519Backend()): boolean {

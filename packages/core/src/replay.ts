@@ -3,7 +3,7 @@
  * called only for an otherwise fully valid request. A store that cannot answer throws
  * `ReplayStoreError`, and the verifier denies (fail closed) — an error is never "not seen".
  */
-import { sha256Bytes } from './encoding.js';
+import { sha256Prefix16 } from './encoding.js';
 
 export type ConsumeResult = 'fresh' | 'replay';
 
@@ -36,7 +36,7 @@ export class ReplayStoreError extends Error {
  */
 export function replayKey(issuer: string, jti: string): string {
   // Length-prefixed so that no (issuer, jti) pair can collide with another by moving a separator.
-  return sha256Bytes(`${issuer.length}:${issuer}\n${jti}`).subarray(0, 16).toString('latin1');
+  return sha256Prefix16(`${issuer.length}:${issuer}\n${jti}`);
 }
 
 export interface MemoryReplayStoreOptions {

@@ -40,6 +40,8 @@ export interface TranscriptInput {
   bodySha256?: string;
   headers?: TranscriptHeaders;
   headerAllowList?: readonly string[];
+  /** Set when `headerAllowList` is already canonical (lower-case, unique, sorted): skips re-sorting. */
+  allowListIsCanonical?: boolean;
   passportJti: string;
   nonce: string;
   /** Passport `iat`, integer seconds. */
@@ -49,6 +51,8 @@ export interface TranscriptInput {
 
 export interface Transcript {
   readonly lines: readonly string[];
+  /** The transcript bytes as text: the lines joined by LF. */
+  readonly text: string;
   /** Lower-hex SHA-256 of the transcript bytes (`transcript_sha256`). */
   readonly sha256: string;
   /** The same digest as 32 raw bytes: what the proof signs (SPEC §2). */
@@ -221,7 +225,7 @@ export function buildTranscript(input: TranscriptInput): Transcript {
 
   const normalized = normalizeQuery(input.rawQuery ?? '');
   const queryDigest = normalized === '' ? EMPTY_SHA256 : sha256Hex(normalized);
-  const allowList = canonicalAllowList(input.headerAllowList ?? []);
+  const allowList = input.allowListIsCanonical === true ? (input.headerAllowList ?? []) : canonicalAllowList(input.headerAllowList ?? []);
   const lookup = headerLookup(input.headers);
   let selected = '';
   for (let i = 0; i < allowList.length; i++) {
@@ -231,28 +235,33 @@ export function buildTranscript(input: TranscriptInput): Transcript {
     selected += (i === 0 ? '' : ',') + name + ':' + sha256Hex(pyTrim(value));
   }
 
-  const lines = [
-    `version=${TRANSCRIPT_VERSION}`,
-    `method=${method}`,
-    `scheme=${scheme}`,
-    `authority=${authority}`,
-    `path=${path}`,
-    `audience=${audience}`,
-    `route_id=${routeId}`,
-    `content_encoding=${contentEncoding}`,
-    `query_normalization.algorithm=${QUERY_NORMALIZATION}`,
-    `query_normalization.normalized=${normalized}`,
-    `query_normalization.sha256=${queryDigest}`,
-    `query_sha256=${queryDigest}`,
-    `headers.allow_list=${allowList.join(',')}`,
-    `headers.selected=${selected}`,
-    `body_sha256=${bodyDigest}`,
-    `passport_jti=${passportJti}`,
-    `nonce=${nonce}`,
-    `issued_at=${input.issuedAt}`,
-    `time_bucket=${Math.floor(input.issuedAt / TIME_BUCKET_SECONDS)}`,
-    `key_binding=${keyBinding}`,
-  ];
-  const digest = sha256Bytes(lines.join('\n'));
-  return { lines, sha256: digest.toString('hex'), digest, bodySha256: bodyDigest, allowList };
+  // The 20 lines of SPEC §1, LF-joined, no trailing newline; built in one pass (hot path).
+  const text =
+    `version=${TRANSCRIPT_VERSION}\nmethod=${method}\nscheme=${scheme}\nauthority=${authority}\npath=${path}` +
+    `\naudience=${audience}\nroute_id=${routeId}\ncontent_encoding=${contentEncoding}` +
+    `\nquery_normalization.algorithm=${QUERY_NORMALIZATION}\nquery_normalization.normalized=${normalized}` +
+    `\nquery_normalization.sha256=${queryDigest}\nquery_sha256=${queryDigest}` +
+    `\nheaders.allow_list=${allowList.join(',')}\nheaders.selected=${selected}\nbody_sha256=${bodyDigest}` +
+    `\npassport_jti=${passportJti}\nnonce=${nonce}\nissued_at=${input.issuedAt}` +
+    `\ntime_bucket=${Math.floor(input.issuedAt / TIME_BUCKET_SECONDS)}\nkey_binding=${keyBinding}`;
+  const digest = sha256Bytes(text);
+  return new TranscriptResult(text, digest, bodyDigest, allowList);
+}
+
+class TranscriptResult implements Transcript {
+  readonly sha256: string;
+
+  constructor(
+    readonly text: string,
+    readonly digest: Buffer,
+    readonly bodySha256: string,
+    readonly allowList: readonly string[],
+  ) {
+    this.sha256 = digest.toString('hex');
+  }
+
+  /** The 20 lines, split on demand (debugging and display; not needed to verify). */
+  get lines(): readonly string[] {
+    return this.text.split('\n');
+  }
 }

@@ -244,7 +244,9 @@ export class Verifier {
       const nowMs = this.clock.now();
       let result;
       try {
-        result = await this.replay.consume(replayKey(claims.iss, claims.jti), (claims.exp + this.skew) * 1000, nowMs);
+        const pending = this.replay.consume(replayKey(claims.iss, claims.jti), (claims.exp + this.skew) * 1000, nowMs);
+        // A synchronous store (memory) answers without a microtask turn.
+        result = typeof pending === 'string' ? pending : await pending;
       } catch (err) {
         if (err instanceof ReplayStoreError) return deny(err.reason, err.message, ctx);
         return deny('replay_store_unavailable', `replay store error: ${err instanceof Error ? err.message : String(err)}`, ctx);
@@ -299,8 +301,9 @@ export class Verifier {
     if (auth === null) return deny('malformed_request', 'more than one Authorization header', ctx);
     if (auth === undefined || auth === '') return deny('missing_passport', 'no Authorization header', ctx);
     const sp = auth.indexOf(' ');
-    if (sp < 0 || asciiLower(auth.slice(0, sp)) !== 'bearer') return deny('missing_passport', 'Authorization is not a Bearer passport', ctx);
-    const token = auth.slice(sp + 1).trim();
+    // The scheme is case-insensitive (RFC 9110 §11.1); 'Bearer' as callers send it is the fast path.
+    if (sp !== 6 || (!auth.startsWith('Bearer') && asciiLower(auth.slice(0, 6)) !== 'bearer')) return deny('missing_passport', 'Authorization is not a Bearer passport', ctx);
+    const token = auth.slice(7).trim();
     if (token === '') return deny('missing_passport', 'empty Bearer passport', ctx);
 
     // 2. Proof headers present and well-formed: cheap, before any signature work.
@@ -409,6 +412,7 @@ export class Verifier {
         bodySha256: bodyDigest,
         headers: (n) => firstValue(h, n),
         headerAllowList: allowList,
+        allowListIsCanonical: true,
         passportJti: claims.jti,
         nonce,
         issuedAt: claims.iat,

@@ -21,14 +21,14 @@ const identity = { privateKey: issuerKey, kid: 'client-key-1', issuer: ISSUER, s
 async function withVerifyingServer(fn: (base: string, decisions: Decision[]) => Promise<void>): Promise<void> {
   // The API's base_url is the server's own address, so scheme/authority match what the caller used.
   const decisions: Decision[] = [];
-  let verifier: Verifier | undefined;
+  const holder: { verifier?: Verifier } = {};
   const server = createServer((req: IncomingMessage, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const url = req.url ?? '/';
       const q = url.indexOf('?');
-      void verifier!
+      void holder.verifier!
         .verify({ method: req.method ?? '', path: q < 0 ? url : url.slice(0, q), query: q < 0 ? '' : url.slice(q + 1), headers: req.headersDistinct, body: Buffer.concat(chunks) })
         .then((d) => {
           decisions.push(d);
@@ -43,7 +43,7 @@ async function withVerifyingServer(fn: (base: string, decisions: Decision[]) => 
   const bundle = policyBundle((b) => {
     b.apis[0]!.base_url = base;
   });
-  verifier = new Verifier({ policy: new StaticPolicyProvider(compilePolicy(trustMaterial(), bundle)), replayStore: new MemoryReplayStore() });
+  holder.verifier = new Verifier({ policy: new StaticPolicyProvider(compilePolicy(trustMaterial(), bundle)), replayStore: new MemoryReplayStore() });
   try {
     await fn(base, decisions);
   } finally {

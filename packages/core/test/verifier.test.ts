@@ -139,7 +139,7 @@ const denials: { reason: ReasonCode; name: string; setup?: () => Setup; req: () 
   { reason: 'request_binding_mismatch', name: 'declared signed header missing from the request', req: () => withHeaders(makeRequest(), { 'x-trustplane-signed-headers': 'x-trustplane-nonce,x-absent' }) },
   { reason: 'request_binding_mismatch', name: 'malformed query escape', req: () => ({ ...makeRequest(), query: 'a=%zz' }) },
   { reason: 'request_binding_mismatch', name: 'nonce swapped', req: () => withHeaders(makeRequest(), { 'x-trustplane-nonce': 'another-nonce' }) },
-  { reason: 'invalid_request_proof', name: 'corrupted proof', req: () => { const r = makeRequest(); const p = r.headers['x-trustplane-proof']!; return withHeaders(r, { 'x-trustplane-proof': (p[0] === 'A' ? 'B' : 'A') + p.slice(1) }); } },
+  { reason: 'invalid_request_proof', name: 'corrupted proof', req: () => { const r = makeRequest(); const p = String(r.headers['x-trustplane-proof']); return withHeaders(r, { 'x-trustplane-proof': (p[0] === 'A' ? 'B' : 'A') + p.slice(1) }); } },
   { reason: 'unsigned_required_header', name: 'route requires x-request-id signed', setup: () => ({ policy: compiled((b) => (route(b, 'orders.search').required_signed_headers = ['X-Request-Id'])) }), req: () => makeRequest({ headers: { 'x-request-id': 'r1' } }) },
   { reason: 'insufficient_key_binding', name: 'route minimum hardware_local', setup: () => ({ policy: compiled((b) => (route(b, 'orders.search').required_key_binding = 'hardware_local')) }), req: () => makeRequest() },
   { reason: 'insufficient_key_binding', name: 'source minimum attested_workload, broker grants hardware_local', req: () => brokerRequest({ keyBinding: 'hardware_local', provenance: prov, ctx: { tool_name: 'orders-worker' } }) },

@@ -12,9 +12,9 @@ import { writeJson, writeRows, type CliIo } from '../output.js';
 
 interface GenKeyOptions {
   out: string;
-  force: boolean;
+  force?: true;
   kid?: string;
-  json: boolean;
+  json?: true;
 }
 
 export function registerGenKey(program: Command, io: CliIo): void {
@@ -22,14 +22,14 @@ export function registerGenKey(program: Command, io: CliIo): void {
     .command('gen-key')
     .description('Generate an Ed25519 key and write it to a file with mode 0600')
     .addOption(new Option('--out <file>', 'where to write the private key file').argParser(parseNonEmpty).makeOptionMandatory())
-    .option('--force', 'replace the file if it already exists', false)
+    .option('--force', 'replace the file if it already exists')
     .addOption(new Option('--kid <kid>', 'key id to report (default: key- + first 16 hex characters of the fingerprint)').argParser(parseText))
-    .option('--json', 'print JSON: {kid, public_key_b64url, fingerprint, private_key_file}', false)
+    .option('--json', 'print JSON: {kid, public_key_b64url, fingerprint, private_key_file}')
     .action((opts: GenKeyOptions) => {
       // Refuse early, before generating anything; the write itself re-checks atomically.
-      if (!opts.force && existsSync(opts.out)) throw refuseOverwrite(opts.out);
+      if (opts.force !== true && existsSync(opts.out)) throw refuseOverwrite(opts.out);
       const key = generatePrivateKey();
-      writeSecretFileAtomic(opts.out, `${formatPrivateKey(key)}\n`, opts.force);
+      writeSecretFileAtomic(opts.out, `${formatPrivateKey(key)}\n`, opts.force === true);
       const kid = opts.kid ?? defaultKid(key.publicKey);
       const result = {
         kid,
@@ -37,7 +37,7 @@ export function registerGenKey(program: Command, io: CliIo): void {
         fingerprint: fingerprint(key.publicKey),
         private_key_file: opts.out,
       };
-      if (opts.json) {
+      if (opts.json === true) {
         writeJson(io, result);
         return;
       }

@@ -7,16 +7,16 @@ import { addIdentityOptions, issueSelfPassport, type IdentityOptions } from '../
 import { writeJson, type CliIo } from '../output.js';
 
 interface IssueOptions extends IdentityOptions {
-  json: boolean;
+  json?: true;
 }
 
 export function registerIssue(program: Command, io: CliIo): void {
   const cmd = program.command('issue').description('Issue a self-issued software passport (compact JWS) and print it');
   addIdentityOptions(cmd)
-    .option('--json', 'print JSON: {token, jti, iat, exp, kid}', false)
+    .option('--json', 'print JSON: {token, jti, iat, exp, kid}')
     .action((opts: IssueOptions) => {
       const { kid, passport } = issueSelfPassport(opts);
-      if (opts.json) {
+      if (opts.json === true) {
         writeJson(io, { token: passport.token, jti: passport.jti, iat: passport.iat, exp: passport.exp, kid });
         return;
       }

@@ -1,0 +1,76 @@
+/**
+ * The `trustplane` command: one commander program, one file per verb under commands/, all the
+ * logic in @trustplane/core. `main()` never calls process.exit: it returns the exit code, so
+ * tests run it in-process and the bin sets process.exitCode (buffered output is never lost).
+ *
+ * Exit codes: 0 success · 1 failure (an invalid token, a bad key file, a transcript input
+ * error…) · 2 usage error (commander's own included).
+ */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { registerGenKey } from './commands/gen-key.js';
+import { registerIssue } from './commands/issue.js';
+import { registerSign } from './commands/sign.js';
+import { registerVerify } from './commands/verify.js';
+import { registerTranscript } from './commands/transcript.js';
+import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, describeError, processIo, writeErrorLine, type CliIo, type ExitCode } from './output.js';
+
+/** The CLI package version, read at run time from packages/cli/package.json. */
+export function cliVersion(): string {
+  // dist/src/main.js → ../../package.json
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as unknown;
+  const version = typeof pkg === 'object' && pkg !== null ? (pkg as { version?: unknown }).version : undefined;
+  return typeof version === 'string' ? version : '0.0.0';
+}
+
+export function buildProgram(io: CliIo): Command {
+  const program = new Command('trustplane');
+  // Set before the subcommands are added: commander copies these settings into each of them.
+  program
+    .description('TrustPlane Auth: keys, passports, request signing, verification and transcripts')
+    .version(cliVersion(), '-V, --version', 'print the version')
+    .helpOption('-h, --help', 'show help')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => io.stdout(text),
+      writeErr: (text) => io.stderr(text),
+      // Errors are reported once, by main(), as `trustplane: …`.
+      outputError: () => undefined,
+    });
+  registerGenKey(program, io);
+  registerIssue(program, io);
+  registerSign(program, io);
+  registerVerify(program, io);
+  registerTranscript(program, io);
+  return program;
+}
+
+function commanderExit(err: CommanderError, io: CliIo): ExitCode {
+  switch (err.code) {
+    case 'commander.helpDisplayed':
+    case 'commander.version':
+      return EXIT_OK;
+    case 'commander.help':
+      // Help shown because no command was given: it went to stderr already.
+      return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    default:
+      writeErrorLine(io, err.message.replace(/^error: /, ''));
+      return EXIT_USAGE;
+  }
+}
+
+/**
+ * Run the command line `argv` (as process.argv: node, script, args…) and return the exit code.
+ * Output goes to `io` (default: the process streams).
+ */
+export async function main(argv: readonly string[], io: CliIo = processIo): Promise<ExitCode> {
+  const program = buildProgram(io);
+  try {
+    await program.parseAsync([...argv], { from: 'node' });
+    return EXIT_OK;
+  } catch (err) {
+    if (err instanceof CommanderError) return commanderExit(err, io);
+    writeErrorLine(io, describeError(err));
+    return err instanceof CliError ? err.exitCode : EXIT_FAILURE;
+  }
+}

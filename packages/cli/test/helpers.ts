@@ -1,0 +1,96 @@
+/** Test helpers: run the CLI in-process or as the real bin, temp dirs, a ready key file. */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TestContext } from 'node:test';
+import { encodeBase64url, formatPrivateKey, privateKeyFromSeed, type Ed25519PrivateKey } from '@trustplane/core';
+import { main } from '../src/main.js';
+
+/** Repository root (tests run from packages/cli/dist/test). */
+export const repoRoot = path.resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../..');
+/** The compiled bin. */
+export const binPath = fileURLToPath(new URL('../src/bin/trustplane.js', import.meta.url));
+export const cliPackageJson = path.join(repoRoot, 'packages/cli/package.json');
+export const vectorDir = path.join(repoRoot, 'conformance/vectors/v1');
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run `trustplane ...args` in-process with captured output. */
+export async function run(...args: string[]): Promise<RunResult> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(['node', 'trustplane', ...args], {
+    stdout: (t) => {
+      stdout += t;
+    },
+    stderr: (t) => {
+      stderr += t;
+    },
+  });
+  return { code, stdout, stderr };
+}
+
+/** Run the real bin in a child process. */
+export function runBin(args: readonly string[], cwd?: string): Promise<RunResult> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [binPath, ...args], { cwd: cwd ?? repoRoot, encoding: 'utf8' }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** A temp dir removed when the test ends. */
+export function tempDir(t: TestContext): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'trustplane-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A fixed test key. */
+export const testKey: Ed25519PrivateKey = privateKeyFromSeed(Buffer.alloc(32, 7));
+export const otherKey: Ed25519PrivateKey = privateKeyFromSeed(Buffer.alloc(32, 8));
+export const testPublicKey = encodeBase64url(testKey.publicKey);
+export const otherPublicKey = encodeBase64url(otherKey.publicKey);
+
+/** Write `key` (default testKey) as a key file in `dir`; returns its path. */
+export function writeKeyFile(dir: string, key: Ed25519PrivateKey = testKey, name = 'client.key'): string {
+  const file = path.join(dir, name);
+  writeFileSync(file, `${formatPrivateKey(key)}\n`, { mode: 0o600 });
+  return file;
+}
+
+export const IDENTITY = {
+  issuer: 'https://issuer.example/software-jwks',
+  subject: 'service:orders-client',
+  audience: 'orders-api',
+  trustDomain: 'example.local',
+} as const;
+
+/** The identity flags for issue and sign. */
+export function identityArgs(keyFile: string, extra: readonly string[] = []): string[] {
+  return [
+    '--private-key',
+    keyFile,
+    '--issuer',
+    IDENTITY.issuer,
+    '--subject',
+    IDENTITY.subject,
+    '--audience',
+    IDENTITY.audience,
+    '--trust-domain',
+    IDENTITY.trustDomain,
+    ...extra,
+  ];
+}
+
+/** The stderr contract: exactly one line `trustplane: …`. */
+export function isOneErrorLine(stderr: string): boolean {
+  return /^trustplane: [^\n]+\n$/.test(stderr);
+}
