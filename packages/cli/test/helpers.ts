@@ -10,8 +10,8 @@ import { main } from '../src/main.js';
 
 /** Repository root (tests run from packages/cli/dist/test). */
 export const repoRoot = path.resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../..');
-/** The compiled bin. */
-export const binPath = fileURLToPath(new URL('../src/bin/trustplane.js', import.meta.url));
+/** The bin shim, as npm links it. */
+export const binPath = fileURLToPath(new URL('../../bin/trustplane.js', import.meta.url));
 export const cliPackageJson = path.join(repoRoot, 'packages/cli/package.json');
 export const vectorDir = path.join(repoRoot, 'conformance/vectors/v1');
 
