@@ -13,6 +13,7 @@ import { registerIssue } from './commands/issue.js';
 import { registerSign } from './commands/sign.js';
 import { registerVerify } from './commands/verify.js';
 import { registerTranscript } from './commands/transcript.js';
+import { registerBundle } from './commands/bundle/index.js';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, describeError, processIo, writeErrorLine, type CliIo, type ExitCode } from './output.js';
 
 /** The CLI package version, read at run time from packages/cli/package.json. */
@@ -42,6 +43,7 @@ export function buildProgram(io: CliIo): Command {
   registerSign(program, io);
   registerVerify(program, io);
   registerTranscript(program, io);
+  registerBundle(program, io);
   return program;
 }
 

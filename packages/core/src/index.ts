@@ -101,3 +101,4 @@ export {
   type SoftwareIdentity,
   type SignedFetchOptions,
 } from './signer.js';
+export * from './bundle/index.js';

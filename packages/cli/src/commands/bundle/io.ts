@@ -1,0 +1,126 @@
+/**
+ * What the `trustplane bundle` verbs share: capped strict reads of bundle documents, the atomic
+ * 0644 write of an output (temp file + fsync + rename: never half-written), and the refusal to
+ * write over an input.
+ */
+import { randomBytes } from 'node:crypto';
+import { closeSync, fchmodSync, fsyncSync, openSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import * as path from 'node:path';
+import { InvalidArgumentError } from 'commander';
+import { MAX_BUNDLE_BYTES, parseBundleDocument, parsePublicKey, type Ed25519PublicKey, type JsonObject } from '@trustplane/core';
+import { readFileCapped } from '../../files.js';
+import { failure, usageError } from '../../output.js';
+
+export type DocumentType = 'trust_material' | 'policy_bundle';
+
+/** Read and strictly parse a bundle document (≤ 8 MiB, duplicate keys refused). */
+export function readDocument(file: string, option: string): JsonObject {
+  return parseBundleDocument(readFileCapped(file, MAX_BUNDLE_BYTES, option), file);
+}
+
+/** Which kind of document, from its `version`. */
+export function documentType(doc: JsonObject, file: string): DocumentType {
+  if (doc['version'] === 'trustplane-trust-material-v1') return 'trust_material';
+  if (doc['version'] === 'trustplane-bundle-v1') return 'policy_bundle';
+  throw failure(`${file}: /version: must be "trustplane-trust-material-v1" or "trustplane-bundle-v1"`, 'invalid_bundle');
+}
+
+function identity(file: string): string {
+  const abs = path.resolve(file);
+  try {
+    const st = statSync(abs);
+    return `inode:${st.dev}:${st.ino}`;
+  } catch {
+    try {
+      return `path:${realpathSync(path.dirname(abs))}/${path.basename(abs)}`;
+    } catch {
+      return `path:${abs}`;
+    }
+  }
+}
+
+/** Refuse an output that is an input (or another output): inputs are never modified in place. */
+export function refuseOverlap(outputs: readonly (readonly [string, string])[], inputs: readonly (readonly [string, string])[]): void {
+  const seen = new Map<string, string>();
+  for (const [option, file] of inputs) seen.set(identity(file), option);
+  for (const [option, file] of outputs) {
+    const id = identity(file);
+    const other = seen.get(id);
+    if (other !== undefined) throw usageError(`${option} ${JSON.stringify(file)} is the same file as ${other}; write to a new file (inputs are never modified in place)`);
+    seen.set(id, option);
+  }
+}
+
+function systemMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Write `data` to `file` atomically with mode 0644: a temp file created exclusively in the same
+ * directory, written, fsynced, then renamed over `file`. A reader (the adapter's watcher) sees
+ * the old file or the new one, never a part. The temp file never outlives the call.
+ */
+export function writeFileAtomic(file: string, data: string): void {
+  const target = path.resolve(file);
+  const dir = path.dirname(target);
+  const tmp = path.join(dir, `.${path.basename(target)}.${randomBytes(8).toString('hex')}.tmp`);
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'wx', 0o644);
+  } catch (err) {
+    throw failure(`cannot write ${JSON.stringify(file)}: ${systemMessage(err)}`, undefined, err);
+  }
+  let tmpExists = true;
+  try {
+    try {
+      fchmodSync(fd, 0o644);
+      writeSync(fd, data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, target);
+    tmpExists = false;
+    try {
+      // Make the rename itself durable; not every file system lets a directory be fsynced.
+      const dfd = openSync(dir, 'r');
+      try {
+        fsyncSync(dfd);
+      } finally {
+        closeSync(dfd);
+      }
+    } catch {
+      // best effort
+    }
+  } catch (err) {
+    throw failure(`cannot write ${JSON.stringify(file)}: ${systemMessage(err)}`, undefined, err);
+  } finally {
+    if (tmpExists) rmSync(tmp, { force: true });
+  }
+}
+
+/** `--public-key` values → imported keys (exit 1 `invalid_public_key` for a bad one). */
+export function parsePublicKeys(values: readonly string[]): Ed25519PublicKey[] {
+  return values.map((v) => {
+    try {
+      return parsePublicKey(v);
+    } catch (err) {
+      throw failure(`--public-key: ${systemMessage(err).replace(/^invalid_public_key: /, '')}`, 'invalid_public_key', err);
+    }
+  });
+}
+
+/** Repeatable option collector. */
+export function collect(value: string, previous: string[] | undefined): string[] {
+  if (value === '') throw new InvalidArgumentError('it must not be empty.');
+  return [...(previous ?? []), value];
+}
+
+/** `12 s`, `5 min`, `3 h`, `2 d` */
+export function humanAge(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (Math.abs(s) < 120) return `${s} s`;
+  if (Math.abs(s) < 7200) return `${Math.round(s / 60)} min`;
+  if (Math.abs(s) < 172_800) return `${Math.round(s / 3600)} h`;
+  return `${Math.round(s / 86_400)} d`;
+}
