@@ -1,0 +1,157 @@
+/**
+ * The adapter process: the verifying proxy on the main port, and `/healthz`, `/readyz` and
+ * `/metrics` on a separate admin port. Graceful shutdown: stop accepting, let in-flight
+ * requests finish within a deadline, then close everything.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Verifier, MonotonicClock, systemClock, type Clock, type PolicyProvider, type ReplayStore } from '@trustplane/core';
+import { createProxyHandler, type ProxyHandler } from './proxy.js';
+import { createMetrics, type AdapterMetrics } from './metrics.js';
+import { log, type AuditSink } from './audit-sink.js';
+
+export interface AdapterOptions {
+  listen: { host: string; port: number };
+  /** Admin endpoints; `undefined` disables them. */
+  admin?: { host: string; port: number } | undefined;
+  upstream: string;
+  policy: PolicyProvider;
+  replayStore: ReplayStore;
+  audit: AuditSink;
+  routeMode?: 'request' | 'route-id';
+  routeId?: string | undefined;
+  freshnessWindowSeconds?: number;
+  skewSeconds?: number;
+  maxLifetimeSeconds?: number;
+  maxBodyBytes?: number;
+  upstreamHeadersTimeoutMs?: number;
+  upstreamBodyTimeoutMs?: number;
+  upstreamConnections?: number;
+  /** Server timeouts for slow clients. */
+  headersTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  keepAliveTimeoutMs?: number;
+  clock?: Clock;
+  metrics?: AdapterMetrics;
+  /** Extra readiness condition (e.g. JWKS issuers fetched). */
+  extraReadiness?: () => string | undefined;
+}
+
+export interface RunningAdapter {
+  readonly url: string;
+  readonly adminUrl: string | undefined;
+  readonly metrics: AdapterMetrics;
+  readonly verifier: Verifier;
+  readonly server: Server;
+  /** Stop accepting, wait for in-flight requests up to `deadlineMs`, then close everything. */
+  close(deadlineMs?: number): Promise<void>;
+}
+
+function listen(server: Server, host: string, port: number): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.removeListener('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+function urlOf(a: AddressInfo): string {
+  return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+}
+
+export async function startAdapter(opts: AdapterOptions): Promise<RunningAdapter> {
+  const clock = new MonotonicClock(opts.clock ?? systemClock);
+  const metrics =
+    opts.metrics ??
+    createMetrics({
+      bundleVersion: () => opts.policy.current()?.policy.policyVersion,
+      bundleAgeSeconds: () => {
+        const s = opts.policy.current();
+        return s === undefined ? undefined : (clock.now() - s.confirmedAtMs) / 1000;
+      },
+    });
+  const verifier = new Verifier({
+    policy: opts.policy,
+    replayStore: opts.replayStore,
+    clock,
+    routeMode: opts.routeMode ?? 'request',
+    ...(opts.routeId !== undefined ? { routeId: opts.routeId } : {}),
+    ...(opts.freshnessWindowSeconds !== undefined ? { freshnessWindowSeconds: opts.freshnessWindowSeconds } : {}),
+    ...(opts.skewSeconds !== undefined ? { skewSeconds: opts.skewSeconds } : {}),
+    ...(opts.maxLifetimeSeconds !== undefined ? { maxLifetimeSeconds: opts.maxLifetimeSeconds } : {}),
+  });
+  const handler: ProxyHandler = createProxyHandler({
+    verifier,
+    upstream: opts.upstream,
+    maxBodyBytes: opts.maxBodyBytes ?? 1024 * 1024,
+    upstreamHeadersTimeoutMs: opts.upstreamHeadersTimeoutMs ?? 30_000,
+    upstreamBodyTimeoutMs: opts.upstreamBodyTimeoutMs ?? 30_000,
+    upstreamConnections: opts.upstreamConnections ?? 128,
+    metrics,
+    audit: opts.audit,
+    clock,
+  });
+  const server = createServer({ headersTimeout: opts.headersTimeoutMs ?? 10_000, requestTimeout: opts.requestTimeoutMs ?? 30_000, keepAliveTimeout: opts.keepAliveTimeoutMs ?? 5_000 }, handler);
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"allowed":false,"reason":"malformed_request"}');
+    else socket.destroy();
+  });
+  const addr = await listen(server, opts.listen.host, opts.listen.port);
+
+  let adminServer: Server | undefined;
+  let adminUrl: string | undefined;
+  if (opts.admin !== undefined) {
+    adminServer = createServer((req, res) => {
+      void (async () => {
+        const path = (req.url ?? '').split('?')[0];
+        if (req.method !== 'GET' && req.method !== 'HEAD') {
+          res.writeHead(405, { allow: 'GET, HEAD' }).end();
+        } else if (path === '/healthz') {
+          res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+        } else if (path === '/readyz') {
+          const problems: string[] = [];
+          if (opts.policy.current() === undefined) problems.push('no valid signed bundle pair is loaded');
+          try {
+            await opts.replayStore.ping?.();
+          } catch (err) {
+            problems.push(`replay store unreachable: ${err instanceof Error ? err.message : String(err)}`);
+          }
+          const extra = opts.extraReadiness?.();
+          if (extra !== undefined) problems.push(extra);
+          res.writeHead(problems.length === 0 ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(problems.length === 0 ? { status: 'ready' } : { status: 'not_ready', problems }));
+        } else if (path === '/metrics') {
+          const text = await metrics.registry.metrics();
+          res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text);
+        } else {
+          res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not_found"}');
+        }
+      })().catch(() => res.destroy());
+    });
+    adminUrl = urlOf(await listen(adminServer, opts.admin.host, opts.admin.port));
+  }
+
+  let closing: Promise<void> | undefined;
+  async function close(deadlineMs = 10_000): Promise<void> {
+    closing ??= (async () => {
+      const stopped = new Promise<void>((r) => server.close(() => r()));
+      server.closeIdleConnections();
+      const deadline = new Promise<'deadline'>((r) => setTimeout(() => r('deadline'), deadlineMs).unref());
+      const first = await Promise.race([stopped.then(() => 'done' as const), deadline]);
+      if (first === 'deadline') {
+        log('warn', 'shutdown deadline reached; closing remaining connections', { in_flight: handler.inFlight() });
+        server.closeAllConnections();
+        await stopped;
+      }
+      await new Promise<void>((r) => (adminServer === undefined ? r() : adminServer.close(() => r())));
+      adminServer?.closeAllConnections();
+      await handler.close();
+      await opts.replayStore.close?.();
+      await opts.audit.close();
+    })();
+    return closing;
+  }
+
+  return { url: urlOf(addr), adminUrl, metrics, verifier, server, close };
+}

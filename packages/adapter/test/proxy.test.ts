@@ -1,0 +1,248 @@
+import { test, before, after } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { request } from 'undici';
+import { connect } from 'node:net';
+import { MemoryReplayStore, StaticPolicyProvider, compilePolicy, type ReplayStore, type VerifyRequest } from '@trustplane/core';
+import { makeRequest, policyBundle, trustMaterial, startEchoUpstream, type EchoUpstream } from '@trustplane/testkit';
+import { startAdapter, MemoryAuditSink, type RunningAdapter } from '../src/index.js';
+
+let upstream: EchoUpstream;
+before(async () => {
+  upstream = await startEchoUpstream();
+});
+after(async () => {
+  await upstream.close();
+});
+
+async function withAdapter(fn: (a: RunningAdapter, audit: MemoryAuditSink) => Promise<void>, opts: { replayStore?: ReplayStore; maxBodyBytes?: number; upstream?: string; upstreamHeadersTimeoutMs?: number } = {}): Promise<void> {
+  const audit = new MemoryAuditSink();
+  // Passports in these tests are issued "now" (real clock), so the adapter runs on the real clock.
+  const a = await startAdapter({
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0 },
+    upstream: opts.upstream ?? upstream.url,
+    policy: new StaticPolicyProvider(compilePolicy(trustMaterial(), policyBundle())),
+    replayStore: opts.replayStore ?? new MemoryReplayStore(),
+    audit,
+    ...(opts.maxBodyBytes !== undefined ? { maxBodyBytes: opts.maxBodyBytes } : {}),
+    ...(opts.upstreamHeadersTimeoutMs !== undefined ? { upstreamHeadersTimeoutMs: opts.upstreamHeadersTimeoutMs } : {}),
+  });
+  try {
+    await fn(a, audit);
+  } finally {
+    await a.close(2000);
+  }
+}
+
+/** Send a VerifyRequest-shaped request to the adapter over HTTP. */
+async function send(a: RunningAdapter, r: VerifyRequest, extraHeaders: Record<string, string | string[]> = {}) {
+  const headers: Record<string, string | string[]> = {};
+  for (const [k, v] of Object.entries(r.headers)) if (v !== undefined) headers[k] = v as string | string[];
+  Object.assign(headers, extraHeaders);
+  const res = await request(`${a.url}${r.path}${r.query ? `?${r.query}` : ''}`, { method: r.method as 'GET', headers, body: r.body === undefined ? null : Buffer.from(r.body) });
+  const text = await res.body.text();
+  return { status: res.statusCode, headers: res.headers, text, json: (() => { try { return JSON.parse(text) as Record<string, unknown>; } catch { return undefined; } })() };
+}
+
+const now = () => ({ nowMs: Date.now() });
+
+/** Send raw HTTP/1.1 bytes (for what a well-behaved client library refuses to send). */
+function rawHttp(url: string, text: string): Promise<string> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const sock = connect(Number(u.port), u.hostname, () => sock.write(text));
+    let out = '';
+    sock.on('data', (d: Buffer) => (out += d.toString('latin1')));
+    sock.on('end', () => resolve(out));
+    sock.on('error', reject);
+  });
+}
+
+test('allow: GET and POST reach the upstream with the verified identity, path and query bytes exactly as verified', async () => {
+  await withAdapter(async (a, audit) => {
+    const before = upstream.requests.length;
+    const get = makeRequest({ ...now(), query: 'z=1&a=%7e&b=caf%C3%A9' });
+    const r1 = await send(a, get);
+    assert.equal(r1.status, 200, r1.text);
+    assert.equal(r1.json?.['subject'], 'service:orders-client');
+    const post = makeRequest({ ...now(), method: 'POST', path: '/v1/orders', body: '{"order_id":"ord_123"}', headers: { 'content-type': 'application/json' } });
+    const r2 = await send(a, post);
+    assert.equal(r2.status, 200, r2.text);
+    assert.equal(r2.json?.['body'], '{"order_id":"ord_123"}');
+    const seen = upstream.requests.slice(before);
+    assert.equal(seen.length, 2);
+    assert.equal(seen[0]!.url, '/v1/orders/search?z=1&a=%7e&b=caf%C3%A9');
+    for (const rec of seen) {
+      assert.equal(rec.headers['authorization'], undefined);
+      assert.equal(rec.headers['x-trustplane-proof'], undefined);
+      assert.equal(rec.headers['x-trustplane-nonce'], undefined);
+      assert.equal(rec.headers['x-trustplane-issuer'], 'https://issuer.example/software-jwks');
+      assert.equal(rec.headers['x-trustplane-trust-domain'], 'example.local');
+      assert.match(String(rec.headers['x-trustplane-jti']), /^jti-/);
+      assert.ok(rec.headers['x-request-id']);
+    }
+    assert.equal(audit.events.filter((e) => e.accepted).length, 2);
+  });
+});
+
+test('spoofed identity headers are replaced on allow, and never reach the upstream on deny', async () => {
+  await withAdapter(async (a) => {
+    const spoof = { 'x-trustplane-subject': 'service:admin', 'x-trustplane-issuer': 'https://evil.example', 'x-trustplane-jti': 'forged' };
+    const before = upstream.requests.length;
+    const ok = await send(a, makeRequest(now()), spoof);
+    assert.equal(ok.status, 200);
+    const rec = upstream.requests.at(-1)!;
+    assert.equal(rec.headers['x-trustplane-subject'], 'service:orders-client');
+    assert.equal(rec.headers['x-trustplane-issuer'], 'https://issuer.example/software-jwks');
+    assert.equal(rec.rawHeaders.filter((h) => h.toLowerCase() === 'x-trustplane-subject').length, 1);
+    const denied = await send(a, makeRequest({ ...now(), subject: 'service:intruder' }), spoof);
+    assert.equal(denied.status, 403);
+    assert.equal(upstream.requests.length, before + 1);
+  });
+});
+
+test('hop-by-hop and Connection-nominated headers are stripped both ways', async () => {
+  await withAdapter(async (a) => {
+    const req = makeRequest(now());
+    const lines = Object.entries(req.headers).map(([k, v]) => `${k}: ${String(v)}`);
+    const raw = await rawHttp(a.url, `GET /v1/orders/search HTTP/1.1\r\nhost: orders.example\r\n${lines.join('\r\n')}\r\nconnection: close, x-secret-hop\r\nx-secret-hop: do-not-forward\r\nte: trailers\r\n\r\n`);
+    assert.match(raw, /^HTTP\/1\.1 200 /);
+    const rec = upstream.requests.at(-1)!;
+    assert.equal(rec.headers['x-secret-hop'], undefined);
+    assert.equal(rec.headers['te'], undefined);
+    assert.doesNotMatch(raw, /x-hop:/i); // nominated by the upstream's Connection header
+    assert.match(raw, /x-upstream: orders/i);
+  });
+});
+
+const denials: { name: string; status: number; reason: string; make: () => { req: VerifyRequest; extra?: Record<string, string> } }[] = [
+  { name: 'tampered path', status: 403, reason: 'request_binding_mismatch', make: () => ({ req: { ...makeRequest({ ...now(), path: '/v1/orders/ord_1', subject: 'service:a' }), path: '/v1/orders/ord_2' } }) },
+  { name: 'tampered query', status: 403, reason: 'request_binding_mismatch', make: () => ({ req: { ...makeRequest({ ...now(), query: 'limit=1' }), query: 'limit=1000' } }) },
+  { name: 'tampered body', status: 403, reason: 'request_binding_mismatch', make: () => ({ req: { ...makeRequest({ ...now(), method: 'POST', path: '/v1/orders', body: '{"amount":"1"}' }), body: Buffer.from('{"amount":"9"}') } }) },
+  { name: 'swapped method', status: 403, reason: 'bundle_route_missing', make: () => ({ req: { ...makeRequest(now()), method: 'DELETE' } }) },
+  { name: 'wrong audience', status: 403, reason: 'audience_mismatch', make: () => ({ req: makeRequest({ ...now(), audience: 'billing-api' }) }) },
+  { name: 'unknown key', status: 401, reason: 'unknown_issuer_key', make: () => ({ req: makeRequest({ ...now(), kid: 'nobody' }) }) },
+  { name: 'expired passport', status: 401, reason: 'passport_expired', make: () => ({ req: makeRequest({ nowMs: Date.now() - 3_600_000 }) }) },
+  { name: 'corrupted proof', status: 403, reason: 'invalid_request_proof', make: () => { const r = makeRequest(now()); const p = String(r.headers['x-trustplane-proof']); return { req: { ...r, headers: { ...r.headers, 'x-trustplane-proof': (p[0] === 'A' ? 'B' : 'A') + p.slice(1) } } }; } },
+  { name: 'missing passport', status: 401, reason: 'missing_passport', make: () => { const r = makeRequest(now()); const h = { ...r.headers }; delete h['authorization']; return { req: { ...r, headers: h } }; } },
+];
+
+for (const d of denials) {
+  test(`deny over HTTP: ${d.name} → ${d.status} ${d.reason}, upstream never contacted`, async () => {
+    await withAdapter(async (a, audit) => {
+      const before = upstream.requests.length;
+      const { req, extra } = d.make();
+      const r = await send(a, req, extra);
+      assert.equal(r.status, d.status, r.text);
+      assert.deepEqual(r.json, { allowed: false, reason: d.reason });
+      assert.equal(upstream.requests.length, before);
+      assert.equal(audit.events.at(-1)?.reason_code, d.reason);
+      assert.equal(audit.events.at(-1)?.accepted, false);
+    });
+  });
+}
+
+test('replay over HTTP: the second identical request is 403 jti_replay and never forwarded', async () => {
+  await withAdapter(async (a) => {
+    const req = makeRequest(now());
+    const before = upstream.requests.length;
+    assert.equal((await send(a, req)).status, 200);
+    const again = await send(a, req);
+    assert.equal(again.status, 403);
+    assert.deepEqual(again.json, { allowed: false, reason: 'jti_replay' });
+    assert.equal(upstream.requests.length, before + 1);
+  });
+});
+
+test('a body over the maximum is 413 body_too_large and nothing is forwarded', async () => {
+  await withAdapter(
+    async (a) => {
+      const before = upstream.requests.length;
+      const req = makeRequest({ ...now(), method: 'POST', path: '/v1/orders', body: 'x'.repeat(2048) });
+      const r = await send(a, req);
+      assert.equal(r.status, 413);
+      assert.deepEqual(r.json, { allowed: false, reason: 'body_too_large' });
+      assert.equal(upstream.requests.length, before);
+    },
+    { maxBodyBytes: 1024 },
+  );
+});
+
+test('upstream down → 502 upstream_unavailable; upstream too slow → 504 upstream_timeout', async () => {
+  await withAdapter(
+    async (a) => {
+      const r = await send(a, makeRequest(now()));
+      assert.equal(r.status, 502);
+      assert.deepEqual(r.json, { allowed: false, reason: 'upstream_unavailable' });
+    },
+    { upstream: 'http://127.0.0.1:9' },
+  );
+  upstream.behaviour = 'hang';
+  try {
+    await withAdapter(
+      async (a) => {
+        const r = await send(a, makeRequest(now()));
+        assert.equal(r.status, 504);
+        assert.deepEqual(r.json, { allowed: false, reason: 'upstream_timeout' });
+      },
+      { upstreamHeadersTimeoutMs: 300 },
+    );
+  } finally {
+    upstream.behaviour = 'echo';
+  }
+});
+
+test('a request target that is not origin-form is 400 malformed_request', async () => {
+  await withAdapter(async (a) => {
+    for (const target of ['*', 'http://orders.example/v1/orders/search']) {
+      const raw = await rawHttp(a.url, `OPTIONS ${target} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer x\r\nconnection: close\r\n\r\n`);
+      assert.match(raw, /^HTTP\/1\.1 400 /);
+      assert.match(raw, /\{"allowed":false,"reason":"malformed_request"\}/);
+    }
+  });
+});
+
+test('admin endpoints: healthz, readyz, and metrics with decisions by reason and route', async () => {
+  await withAdapter(async (a) => {
+    await send(a, makeRequest(now()));
+    await send(a, makeRequest({ ...now(), audience: 'x' }));
+    const h = await request(`${a.adminUrl}/healthz`);
+    assert.equal(h.statusCode, 200);
+    await h.body.dump();
+    const rz = await request(`${a.adminUrl}/readyz`);
+    assert.equal(rz.statusCode, 200);
+    await rz.body.dump();
+    const m = await request(`${a.adminUrl}/metrics`);
+    const text = await m.body.text();
+    assert.match(text, /trustplane_decisions_total\{outcome="allow",reason="request_verified",route="orders.search"\} 1/);
+    assert.match(text, /trustplane_decisions_total\{outcome="deny",reason="audience_mismatch",route="orders.search"\} 1/);
+    assert.match(text, /trustplane_bundle_policy_version 7/);
+    assert.match(text, /trustplane_verify_duration_seconds_bucket/);
+  });
+});
+
+test('readyz is 503 without a bundle, and every request is then 503 bundle_policy_missing', async () => {
+  const a = await startAdapter({ listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, upstream: upstream.url, policy: new StaticPolicyProvider(), replayStore: new MemoryReplayStore(), audit: new MemoryAuditSink() });
+  try {
+    const rz = await request(`${a.adminUrl}/readyz`);
+    assert.equal(rz.statusCode, 503);
+    assert.match(await rz.body.text(), /no valid signed bundle/);
+    const r = await send(a, makeRequest(now()));
+    assert.equal(r.status, 503);
+    assert.deepEqual(r.json, { allowed: false, reason: 'bundle_policy_missing' });
+  } finally {
+    await a.close();
+  }
+});
+
+test('graceful shutdown: in-flight requests finish, new connections are refused', async () => {
+  upstream.behaviour = 'echo';
+  const a = await startAdapter({ listen: { host: '127.0.0.1', port: 0 }, upstream: upstream.url, policy: new StaticPolicyProvider(compilePolicy(trustMaterial(), policyBundle())), replayStore: new MemoryReplayStore(), audit: new MemoryAuditSink() });
+  const inflight = send(a, makeRequest(now()));
+  await new Promise((r) => setTimeout(r, 5));
+  const closed = a.close(5000);
+  const r = await inflight;
+  assert.equal(r.status, 200);
+  await closed;
+  await assert.rejects(request(`${a.url}/v1/orders/search`));
+});

@@ -1,0 +1,3 @@
+/** @trustplane/testkit — shared fixtures for the TrustPlane packages' tests (private). */
+export * from './fixtures.js';
+export * from './services.js';
