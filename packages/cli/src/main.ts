@@ -14,6 +14,8 @@ import { registerSign } from './commands/sign.js';
 import { registerVerify } from './commands/verify.js';
 import { registerTranscript } from './commands/transcript.js';
 import { registerBundle } from './commands/bundle/index.js';
+import { registerAdapter } from './commands/adapter.js';
+import { registerDemo } from './commands/demo.js';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, describeError, processIo, writeErrorLine, type CliIo, type ExitCode } from './output.js';
 
 /** The CLI package version, read at run time from packages/cli/package.json. */
@@ -44,6 +46,8 @@ export function buildProgram(io: CliIo): Command {
   registerVerify(program, io);
   registerTranscript(program, io);
   registerBundle(program, io);
+  registerAdapter(program, io);
+  registerDemo(program, io, main);
   return program;
 }
 

@@ -1,0 +1,98 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { encodeBase64url, privateKeyFromSeed, signDocument } from '@trustplane/core';
+import { trustMaterial, policyBundle, makeRequest, startEchoUpstream, startRedis, redisAvailable, freePort } from '@trustplane/testkit';
+import { runBin, binPath } from './helpers.js';
+
+const signer = privateKeyFromSeed(Buffer.alloc(32, 77));
+const SIGNING = `bundles-1=${encodeBase64url(signer.publicKey)}`;
+
+function writeBundles(dir: string): { tm: string; pb: string } {
+  const tm = join(dir, 'tm.json');
+  const pb = join(dir, 'pb.json');
+  writeFileSync(tm, JSON.stringify(signDocument(trustMaterial(), signer, { kid: 'bundles-1', signerIssuer: 'test' })));
+  writeFileSync(pb, JSON.stringify(signDocument(policyBundle(), signer, { kid: 'bundles-1', signerIssuer: 'test' })));
+  return { tm, pb };
+}
+
+test('adapter configuration errors stop startup with one clear line (exit 2)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tp-adapter-cli-'));
+  try {
+    const { tm, pb } = writeBundles(dir);
+    const base = ['adapter', '--bundle', tm, '--policy-bundle', pb, '--bundle-signature-public-key', SIGNING];
+    const cases: [string[], RegExp][] = [
+      [[...base, '--upstream', 'http://127.0.0.1:1', '--replicas', '3'], /--replay memory cannot protect 3 replicas/],
+      [base, /--upstream <url> is required/],
+      [[...base, '--upstream', 'ftp://x'], /--upstream must be an http/],
+      [['adapter', '--upstream', 'http://127.0.0.1:1', '--bundle', tm, '--policy-bundle', pb], /--bundle-signature-public-key is required/],
+      [[...base, '--upstream', 'http://127.0.0.1:1', '--listen', 'nope'], /--listen must be HOST:PORT/],
+      [[...base, '--upstream', 'http://127.0.0.1:1', '--replay', 'memcached://x'], /--replay: unsupported replay store URL scheme/],
+    ];
+    for (const [args, want] of cases) {
+      const r = await runBin(args);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, want);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    }
+    const bad = await runBin(['adapter', '--upstream', 'http://127.0.0.1:1', '--bundle', tm, '--policy-bundle', pb, '--bundle-signature-public-key', `bundles-1=${encodeBase64url(privateKeyFromSeed(Buffer.alloc(32, 1)).publicKey)}`]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /cannot load the bundle pair: invalid_bundle_signature/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+async function spawnAdapter(args: string[], env: Record<string, string> = {}): Promise<{ child: ChildProcess; url: string; admin: string }> {
+  const port = await freePort();
+  const adminPort = await freePort();
+  const child = spawn(process.execPath, [binPath, 'adapter', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`, '--audit-log', 'off', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  await new Promise<void>((resolve, reject) => {
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.includes('listening on')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`adapter exited ${code}: ${err}`)));
+  });
+  return { child, url: `http://127.0.0.1:${port}`, admin: `http://127.0.0.1:${adminPort}` };
+}
+
+test('two adapter processes sharing one real Redis: concurrent copies of one request → exactly one reaches the upstream; SIGTERM exits 0', { skip: !redisAvailable() }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tp-adapter-cli-'));
+  const redis = await startRedis();
+  const upstream = await startEchoUpstream();
+  try {
+    const { tm, pb } = writeBundles(dir);
+    // Flags for one, environment variables for the other: both configuration paths are real.
+    const a = await spawnAdapter(['--upstream', upstream.url, '--bundle', tm, '--policy-bundle', pb, '--bundle-signature-public-key', SIGNING, '--replay', redis.url, '--replicas', '2']);
+    const b = await spawnAdapter([], { TRUSTPLANE_UPSTREAM: upstream.url, TRUSTPLANE_BUNDLE: tm, TRUSTPLANE_POLICY_BUNDLE: pb, TRUSTPLANE_BUNDLE_SIGNATURE_PUBLIC_KEY: SIGNING, TRUSTPLANE_REPLAY: redis.url, TRUSTPLANE_REPLICAS: '2' });
+    try {
+      const req = makeRequest({ nowMs: Date.now() });
+      const results = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+        const res = await request(`${i % 2 === 0 ? a.url : b.url}/v1/orders/search`, { headers: req.headers });
+        return { status: res.statusCode, body: await res.body.text() };
+      }));
+      assert.equal(results.filter((r) => r.status === 200).length, 1);
+      assert.equal(results.filter((r) => r.body === '{"allowed":false,"reason":"jti_replay"}').length, 19);
+      assert.equal(upstream.requests.length, 1);
+      const ready = await request(`${a.admin}/readyz`);
+      assert.equal(ready.statusCode, 200);
+      await ready.body.dump();
+    } finally {
+      for (const p of [a, b]) {
+        const exited = new Promise<number | null>((r) => p.child.once('exit', r));
+        p.child.kill('SIGTERM');
+        assert.equal(await exited, 0);
+      }
+    }
+  } finally {
+    await upstream.close();
+    await redis.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
