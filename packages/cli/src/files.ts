@@ -60,34 +60,37 @@ function errnoCode(err: unknown): string | undefined {
 }
 
 /**
- * Write a secret file atomically with mode 0600: a temp file is created exclusively ('wx') in
- * the same directory with mode 0600, filled and fsynced, then put in place. Without
- * `overwrite` it is hard-linked into place, which fails if the name exists — so a file that
- * appears between the check and the write is never clobbered; with `overwrite` it is renamed
- * over the old file. The temp file never outlives the call.
+ * Write a file atomically: a temp file is created exclusively ('wx') in the same directory with
+ * `mode`, filled and fsynced, then put in place, so a reader (the adapter's watcher) sees the
+ * old file or the new one, never a part. With `overwrite` it is renamed over the target (and the
+ * directory fsynced, best effort); without, it is hard-linked into place, which fails if the
+ * name exists — so a file that appears between the check and the write is never clobbered.
+ * The temp file never outlives the call.
  */
-export function writeSecretFileAtomic(file: string, data: string, overwrite: boolean): void {
+export function writeFileAtomic(file: string, data: string, opts: { mode: number; overwrite: boolean }): void {
   const target = path.resolve(file);
-  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${randomBytes(8).toString('hex')}.tmp`);
+  const dir = path.dirname(target);
+  const tmp = path.join(dir, `.${path.basename(target)}.${randomBytes(8).toString('hex')}.tmp`);
   let fd: number;
   try {
-    fd = openSync(tmp, 'wx', 0o600);
+    fd = openSync(tmp, 'wx', opts.mode);
   } catch (err) {
     throw failure(`cannot write ${JSON.stringify(file)}: ${systemMessage(err)}`, undefined, err);
   }
   let tmpExists = true;
   try {
     try {
-      // The umask can only clear bits, but pin the mode anyway: this file holds a private key.
-      fchmodSync(fd, 0o600);
+      // The umask can only clear bits, but pin the mode anyway (0600 for private keys).
+      fchmodSync(fd, opts.mode);
       writeSync(fd, data);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
-    if (overwrite) {
+    if (opts.overwrite) {
       renameSync(tmp, target);
       tmpExists = false;
+      fsyncDirectory(dir);
       return;
     }
     try {
@@ -110,6 +113,25 @@ export function writeSecretFileAtomic(file: string, data: string, overwrite: boo
   } finally {
     if (tmpExists) rmSync(tmp, { force: true });
   }
+}
+
+/** Make a rename durable; not every file system lets a directory be fsynced (best effort). */
+function fsyncDirectory(dir: string): void {
+  try {
+    const dfd = openSync(dir, 'r');
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  } catch {
+    // best effort
+  }
+}
+
+/** A private key file: mode 0600, never clobbering an existing file unless `overwrite`. */
+export function writeSecretFileAtomic(file: string, data: string, overwrite: boolean): void {
+  writeFileAtomic(file, data, { mode: 0o600, overwrite });
 }
 
 export function refuseOverwrite(file: string): Error {

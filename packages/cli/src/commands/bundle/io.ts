@@ -3,12 +3,11 @@
  * 0644 write of an output (temp file + fsync + rename: never half-written), and the refusal to
  * write over an input.
  */
-import { randomBytes } from 'node:crypto';
-import { closeSync, fchmodSync, fsyncSync, openSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError } from 'commander';
 import { MAX_BUNDLE_BYTES, parseBundleDocument, parsePublicKey, type Ed25519PublicKey, type JsonObject } from '@trustplane/core';
-import { readFileCapped } from '../../files.js';
+import { readFileCapped, writeFileAtomic as writeAtomic } from '../../files.js';
 import { failure, usageError } from '../../output.js';
 
 export type DocumentType = 'trust_material' | 'policy_bundle';
@@ -55,48 +54,9 @@ function systemMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/**
- * Write `data` to `file` atomically with mode 0644: a temp file created exclusively in the same
- * directory, written, fsynced, then renamed over `file`. A reader (the adapter's watcher) sees
- * the old file or the new one, never a part. The temp file never outlives the call.
- */
+/** Write a bundle document atomically (mode 0644), replacing the file: see files.ts. */
 export function writeFileAtomic(file: string, data: string): void {
-  const target = path.resolve(file);
-  const dir = path.dirname(target);
-  const tmp = path.join(dir, `.${path.basename(target)}.${randomBytes(8).toString('hex')}.tmp`);
-  let fd: number;
-  try {
-    fd = openSync(tmp, 'wx', 0o644);
-  } catch (err) {
-    throw failure(`cannot write ${JSON.stringify(file)}: ${systemMessage(err)}`, undefined, err);
-  }
-  let tmpExists = true;
-  try {
-    try {
-      fchmodSync(fd, 0o644);
-      writeSync(fd, data);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, target);
-    tmpExists = false;
-    try {
-      // Make the rename itself durable; not every file system lets a directory be fsynced.
-      const dfd = openSync(dir, 'r');
-      try {
-        fsyncSync(dfd);
-      } finally {
-        closeSync(dfd);
-      }
-    } catch {
-      // best effort
-    }
-  } catch (err) {
-    throw failure(`cannot write ${JSON.stringify(file)}: ${systemMessage(err)}`, undefined, err);
-  } finally {
-    if (tmpExists) rmSync(tmp, { force: true });
-  }
+  writeAtomic(file, data, { mode: 0o644, overwrite: true });
 }
 
 /** `--public-key` values → imported keys (exit 1 `invalid_public_key` for a bad one). */
