@@ -4,7 +4,7 @@
  * implementation (conformance/python) hold it to that.
  */
 import { FormatError } from './errors.js';
-import { EMPTY_SHA256, sha256Bytes, sha256Hex } from './encoding.js';
+import { EMPTY_SHA256, isSha256Hex, sha256Bytes, sha256Hex } from './encoding.js';
 import { asciiLower, asciiUpper, pyTrim } from './text.js';
 
 export const TRANSCRIPT_VERSION = 'trustplane-transcript-v1';
@@ -39,6 +39,11 @@ export interface TranscriptInput {
   /** Lower-hex SHA-256 of the body, when already computed (e.g. while streaming). */
   bodySha256?: string;
   headers?: TranscriptHeaders;
+  /**
+   * Instead of header values: their SHA-256 (lower hex) by lower-case name, as a broker receives
+   * them in IPC v1 (`headers.selected[].value_sha256`). Takes precedence over `headers`.
+   */
+  headerHashes?: Readonly<Record<string, string>>;
   headerAllowList?: readonly string[];
   /** Set when `headerAllowList` is already canonical (lower-case, unique, sorted): skips re-sorting. */
   allowListIsCanonical?: boolean;
@@ -230,9 +235,18 @@ export function buildTranscript(input: TranscriptInput): Transcript {
   let selected = '';
   for (let i = 0; i < allowList.length; i++) {
     const name = allowList[i]!;
-    const value = lookup(name);
-    if (value === undefined) throw new FormatError('missing_signed_header', `signed header ${name} is not on the request`);
-    selected += (i === 0 ? '' : ',') + name + ':' + sha256Hex(pyTrim(value));
+    let digest: string;
+    if (input.headerHashes !== undefined) {
+      const given = Object.prototype.hasOwnProperty.call(input.headerHashes, name) ? input.headerHashes[name] : undefined;
+      if (given === undefined) throw new FormatError('missing_signed_header', `signed header ${name} has no value hash`);
+      if (!isSha256Hex(given)) throw new FormatError('invalid_field', `value hash of ${name} is not 64 lower-hex characters`);
+      digest = given;
+    } else {
+      const value = lookup(name);
+      if (value === undefined) throw new FormatError('missing_signed_header', `signed header ${name} is not on the request`);
+      digest = sha256Hex(pyTrim(value));
+    }
+    selected += (i === 0 ? '' : ',') + name + ':' + digest;
   }
 
   // The 20 lines of SPEC §1, LF-joined, no trailing newline; built in one pass (hot path).
