@@ -6,3 +6,4 @@ export { createMetrics, type AdapterMetrics } from './metrics.js';
 export { createAuditSink, MemoryAuditSink, log, setLogLevel, type AuditSink, type LogLevel } from './audit-sink.js';
 export { upstreamRequestHeaders, downstreamResponseHeaders, IDENTITY_HEADERS, HOP_BY_HOP } from './headers.js';
 export { readBody, type BodyResult } from './body.js';
+export { startForwardAuthVerifier, originalRequest, type ForwardAuthOptions, type RunningForwardAuthVerifier, type ForwardAuthConvention } from './forward-auth.js';

@@ -1,0 +1,171 @@
+/**
+ * The forward-auth verifier: a decision endpoint for gateways that authorize with a sub-request
+ * and then proxy the original request themselves.
+ *
+ * - NGINX `auth_request`: the original method and URI arrive in `X-Original-Method` and
+ *   `X-Original-URI` (set by the NGINX config from `$request_method` / `$request_uri`).
+ * - Traefik `forwardAuth`: `X-Forwarded-Method` and `X-Forwarded-Uri` (set by Traefik).
+ * - Envoy HTTP `ext_authz`: the check request keeps the original method, and its path is the
+ *   configured `path_prefix` followed by the original path and query.
+ *
+ * The gateway does not send the body, so verification runs with `bodyNotAvailable: true`: the
+ * caller's `X-TrustPlane-Body-SHA256` is bound into the transcript AS CLAIMED and is not checked
+ * against the bytes the upstream receives. Routes whose bodies matter should use the reverse
+ * proxy or in-process middleware instead.
+ *
+ * Allow → 200 with `X-TrustPlane-Subject`, `-Issuer`, `-Trust-Domain`, `-JTI` for the gateway to
+ * copy onto the upstream request. Deny → the mapped status, `X-TrustPlane-Reason`, and the
+ * JSON `{"allowed":false,"reason":"<code>"}`.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Verifier, MonotonicClock, systemClock, auditEventForDecision, type Clock, type Decision, type PolicyProvider, type ReasonCode, type ReplayStore } from '@trustplane/core';
+import { IDENTITY_HEADERS, safeHeaderValue } from './headers.js';
+import { sendDenial } from './proxy.js';
+import { log, type AuditSink } from './audit-sink.js';
+
+export type ForwardAuthConvention = 'nginx' | 'traefik' | 'envoy';
+
+export interface ForwardAuthOptions {
+  listen: { host: string; port: number };
+  policy: PolicyProvider;
+  replayStore: ReplayStore;
+  audit: AuditSink;
+  /**
+   * Accept the original method/URI from `X-Original-*` (NGINX) and `X-Forwarded-*` (Traefik)
+   * headers. Only enable this when the verifier is reachable by the gateway alone (it is the
+   * gateway that sets those headers). When false, only the Envoy convention is accepted.
+   */
+  trustForwardedHeaders: boolean;
+  /**
+   * Envoy ext_authz `path_prefix`: check requests whose path starts with it carry the original
+   * path after it. Default `/ext_authz`; pass `''` to disable the Envoy convention.
+   */
+  envoyPathPrefix?: string;
+  routeMode?: 'request' | 'route-id';
+  routeId?: string | undefined;
+  freshnessWindowSeconds?: number;
+  skewSeconds?: number;
+  maxLifetimeSeconds?: number;
+  clock?: Clock;
+}
+
+export interface RunningForwardAuthVerifier {
+  readonly url: string;
+  readonly server: Server;
+  readonly verifier: Verifier;
+  close(): Promise<void>;
+}
+
+function first(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? (v.length === 1 ? v[0] : undefined) : v;
+}
+
+/** The original request as the gateway describes it, or a reason it cannot be determined. */
+export function originalRequest(req: IncomingMessage, opts: { trustForwardedHeaders: boolean; envoyPathPrefix: string }): { convention: ForwardAuthConvention; method: string; target: string } | { error: string } {
+  const h = req.headersDistinct;
+  if (opts.trustForwardedHeaders) {
+    if (h['x-original-uri'] !== undefined || h['x-original-method'] !== undefined) {
+      const method = first(h['x-original-method']);
+      const target = first(h['x-original-uri']);
+      if (method === undefined || target === undefined) return { error: 'X-Original-Method and X-Original-URI must both be present exactly once' };
+      return { convention: 'nginx', method, target };
+    }
+    if (h['x-forwarded-uri'] !== undefined || h['x-forwarded-method'] !== undefined) {
+      const method = first(h['x-forwarded-method']);
+      const target = first(h['x-forwarded-uri']);
+      if (method === undefined || target === undefined) return { error: 'X-Forwarded-Method and X-Forwarded-Uri must both be present exactly once' };
+      return { convention: 'traefik', method, target };
+    }
+  }
+  const url = req.url ?? '';
+  const prefix = opts.envoyPathPrefix;
+  if (prefix !== '' && url.startsWith(prefix) && url.slice(prefix.length).startsWith('/')) {
+    return { convention: 'envoy', method: req.method ?? '', target: url.slice(prefix.length) };
+  }
+  return { error: 'the original method and URI were not supplied in any recognised gateway convention' };
+}
+
+export async function startForwardAuthVerifier(opts: ForwardAuthOptions): Promise<RunningForwardAuthVerifier> {
+  const clock = new MonotonicClock(opts.clock ?? systemClock);
+  const verifier = new Verifier({
+    policy: opts.policy,
+    replayStore: opts.replayStore,
+    clock,
+    routeMode: opts.routeMode ?? 'request',
+    ...(opts.routeId !== undefined ? { routeId: opts.routeId } : {}),
+    ...(opts.freshnessWindowSeconds !== undefined ? { freshnessWindowSeconds: opts.freshnessWindowSeconds } : {}),
+    ...(opts.skewSeconds !== undefined ? { skewSeconds: opts.skewSeconds } : {}),
+    ...(opts.maxLifetimeSeconds !== undefined ? { maxLifetimeSeconds: opts.maxLifetimeSeconds } : {}),
+  });
+  const envoyPathPrefix = opts.envoyPathPrefix ?? '/ext_authz';
+
+  function deny(res: ServerResponse, reason: ReasonCode): void {
+    res.setHeader('x-trustplane-reason', reason);
+    sendDenial(res, reason);
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const inboundId = req.headers['x-request-id'];
+    const requestId = typeof inboundId === 'string' && /^[\x21-\x7e]{1,128}$/.test(inboundId) ? inboundId : randomUUID();
+    // Nothing of a body is expected; drain whatever arrives so the connection stays usable.
+    req.resume();
+    const original = originalRequest(req, { trustForwardedHeaders: opts.trustForwardedHeaders, envoyPathPrefix });
+    let decision: Decision | { allowed: false; reason: ReasonCode; detail: string };
+    if ('error' in original || !original.target.startsWith('/')) {
+      decision = { allowed: false, reason: 'malformed_request', detail: 'error' in original ? original.error : 'original URI is not in origin-form' };
+    } else {
+      const q = original.target.indexOf('?');
+      decision = await verifier.verify({
+        method: original.method,
+        path: q < 0 ? original.target : original.target.slice(0, q),
+        query: q < 0 ? '' : original.target.slice(q + 1),
+        headers: req.headersDistinct,
+        bodyNotAvailable: true,
+        requestId,
+      });
+    }
+    opts.audit.write(auditEventForDecision(decision, { component: 'verifier', occurredAtMs: clock.now(), requestId }));
+    if (!decision.allowed) return deny(res, decision.reason);
+    res.writeHead(200, {
+      'cache-control': 'no-store',
+      [IDENTITY_HEADERS.subject]: safeHeaderValue(decision.subject),
+      [IDENTITY_HEADERS.issuer]: safeHeaderValue(decision.issuer),
+      [IDENTITY_HEADERS.trustDomain]: safeHeaderValue(decision.trustDomain),
+      [IDENTITY_HEADERS.jti]: safeHeaderValue(decision.jti),
+      'content-length': '0',
+    });
+    res.end();
+  }
+
+  const server = createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, (req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      log('error', 'forward-auth decision failed', { error: err instanceof Error ? err.message : String(err) });
+      deny(res, 'internal_error');
+    });
+  });
+  const addr = await new Promise<AddressInfo>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.listen.port, opts.listen.host, () => {
+      server.removeListener('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+  const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    server,
+    verifier,
+    close: () =>
+      (closing ??= (async () => {
+        await new Promise<void>((r) => {
+          server.close(() => r());
+          server.closeAllConnections();
+        });
+        await opts.replayStore.close?.();
+        await opts.audit.close();
+      })()),
+  };
+}
