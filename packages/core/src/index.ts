@@ -2,6 +2,7 @@
  * @trustplane/core — the TrustPlane Auth contract and verifier, usable on its own (SPEC §8):
  * only node:crypto, with libsodium (optional `sodium-native`) as the faster Ed25519 backend.
  */
+export { pyTrim, asciiLower, asciiUpper } from './text.js';
 export { REASONS, isReasonCode, statusOf, type ReasonCode, type ReasonInfo } from './reasons.js';
 export { TrustPlaneError, FormatError } from './errors.js';
 export { decodeBase64url, encodeBase64url, sha256Hex, isSha256Hex, decodeUtf8Strict, EMPTY_SHA256 } from './encoding.js';

@@ -185,7 +185,27 @@ export function canonicalAllowList(names: readonly string[]): string[] {
     const name = asciiLower(pyTrim(n));
     if (name !== '') set.add(name);
   }
-  return [...set].sort();
+  return [...set].sort(compareCodePoints);
+}
+
+/**
+ * Code-point order (Python's `sorted` on str), not JavaScript's UTF-16 code-unit order: the two
+ * disagree when a surrogate pair (U+10000 and above) meets a BMP character at U+E000..U+FFFF.
+ */
+export function compareCodePoints(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let ca = a.charCodeAt(i);
+    let cb = b.charCodeAt(i);
+    if (ca === cb) continue;
+    if (ca >= 0xd800 && cb >= 0xd800) {
+      // Surrogates (0xD800..0xDFFF) move above 0xFFFF; 0xE000..0xFFFF move down to make room.
+      ca += ca >= 0xe000 ? -0x800 : 0x2000;
+      cb += cb >= 0xe000 ? -0x800 : 0x2000;
+    }
+    return ca - cb;
+  }
+  return a.length - b.length;
 }
 
 function headerLookup(headers: TranscriptHeaders | undefined): (lowerName: string) => string | undefined {

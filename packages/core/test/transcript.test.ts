@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
-import { buildTranscript, normalizeQuery, bodySha256, FormatError, type TranscriptInput } from '../src/index.js';
+import { buildTranscript, normalizeQuery, bodySha256, canonicalAllowList, FormatError, type TranscriptInput } from '../src/index.js';
 import { readVector } from './helpers.js';
 
 interface Vector {
@@ -150,6 +150,18 @@ test('normalization of method, scheme, authority, content encoding; path untouch
   assert.equal(t.lines[4], 'path=/V1/./Orders%2F');
   assert.equal(t.lines[7], 'content_encoding=gzip');
   assert.equal(buildTranscript({ ...base(), contentEncoding: '' }).lines[7], 'content_encoding=identity');
+});
+
+test('allow-list order is code-point order (Python sorted), not UTF-16 code-unit order', () => {
+  // Expected order produced by CPython: sorted(['\ufeffa', '\U00042d2b', 'content-type', 'z']).
+  // JavaScript's default sort would put the astral name (a surrogate pair, 0xD8CB…) before U+FEFF.
+  assert.deepEqual(canonicalAllowList(['\u{42d2b}', 'Content-Type', '\ufeffa', 'z']), [
+    'content-type',
+    'z',
+    '\ufeffa',
+    '\u{42d2b}',
+  ]);
+  assert.deepEqual(canonicalAllowList(['\u{10000}', '\uffff', '\ud7ff']), ['\ud7ff', '\uffff', '\u{10000}']);
 });
 
 test('time bucket is floor(iat / 20)', () => {

@@ -1,3 +1,4 @@
 /** @trustplane/testkit — shared fixtures for the TrustPlane packages' tests (private). */
 export * from './fixtures.js';
 export * from './services.js';
+export * from './conformance.js';
