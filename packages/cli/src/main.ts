@@ -16,6 +16,8 @@ import { registerTranscript } from './commands/transcript.js';
 import { registerBundle } from './commands/bundle/index.js';
 import { registerAdapter } from './commands/adapter.js';
 import { registerDemo } from './commands/demo.js';
+import { registerBroker } from './commands/broker.js';
+import { registerIssuer } from './commands/issuer.js';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, describeError, processIo, writeErrorLine, type CliIo, type ExitCode } from './output.js';
 
 /** The CLI package version, read at run time from packages/cli/package.json. */
@@ -47,6 +49,8 @@ export function buildProgram(io: CliIo): Command {
   registerTranscript(program, io);
   registerBundle(program, io);
   registerAdapter(program, io);
+  registerBroker(program, io);
+  registerIssuer(program, io);
   registerDemo(program, io, main);
   return program;
 }
