@@ -3,7 +3,7 @@
  * only node:crypto, with libsodium (optional `sodium-native`) as the faster Ed25519 backend.
  */
 export { pyTrim, asciiLower, asciiUpper } from './text.js';
-export { REASONS, isReasonCode, statusOf, type ReasonCode, type ReasonInfo } from './reasons.js';
+export { REASONS, BROKER_ONLY_REASONS, BROKER_PASSPORT_ISSUED, isReasonCode, statusOf, type ReasonCode, type ReasonInfo } from './reasons.js';
 export { TrustPlaneError, FormatError } from './errors.js';
 export { decodeBase64url, encodeBase64url, sha256Hex, isSha256Hex, decodeUtf8Strict, EMPTY_SHA256 } from './encoding.js';
 export { parseJsonStrict, parseJsonBytes, isJsonObject, type JsonValue, type JsonObject } from './json.js';

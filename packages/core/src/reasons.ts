@@ -54,9 +54,30 @@ export const REASONS = {
   upstream_unavailable: { status: 502, origin: 'extension', meaning: 'The upstream could not be reached or failed mid-response.' },
   upstream_timeout: { status: 504, origin: 'extension', meaning: 'The upstream did not answer within the configured timeout.' },
   internal_error: { status: 500, origin: 'extension', meaning: 'An unexpected internal failure; the request was denied (fail closed).' },
+  // The broker (IPC v1, SPEC §6): refusals to issue. `insufficient_key_binding` and
+  // `internal_error` above are used by the broker too.
+  broker_request_malformed: { status: 400, origin: 'extension', meaning: 'Broker: the IPC line is not JSON, or not a valid `trustplane-broker-ipc-v1` `issue_request_bound_passport` request (the detail names the field).' },
+  broker_request_too_large: { status: 413, origin: 'extension', meaning: 'Broker: the IPC line exceeds 1 MiB; the connection is closed after this answer.' },
+  broker_audience_not_allowed: { status: 403, origin: 'extension', meaning: "Broker: the broker's policy does not issue passports for this audience." },
+  broker_route_not_allowed: { status: 403, origin: 'extension', meaning: "Broker: the broker's policy does not issue passports for this route of the audience." },
+  workload_attestation_failed: { status: 403, origin: 'extension', meaning: "Broker: the workload's X.509-SVID failed validation (chain, validity, trust domain, SPIFFE ID selector), so `attested_workload` cannot be granted." },
+  workload_attestation_unavailable: { status: 503, origin: 'extension', meaning: 'Broker: no X.509-SVID could be obtained from the SPIFFE Workload API (agent down, stream error); retryable.' },
 } as const satisfies Record<string, ReasonInfo>;
 
 export type ReasonCode = keyof typeof REASONS;
+
+/** Codes only the broker emits (the verifier never does). */
+export const BROKER_ONLY_REASONS: ReadonlySet<ReasonCode> = new Set<ReasonCode>([
+  'broker_request_malformed',
+  'broker_request_too_large',
+  'broker_audience_not_allowed',
+  'broker_route_not_allowed',
+  'workload_attestation_failed',
+  'workload_attestation_unavailable',
+]);
+
+/** The broker's `reason_code` on success (SPEC §6); not a denial, so not in the registry. */
+export const BROKER_PASSPORT_ISSUED = 'broker_passport_issued';
 
 export function isReasonCode(value: string): value is ReasonCode {
   return Object.prototype.hasOwnProperty.call(REASONS, value);
