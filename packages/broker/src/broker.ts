@@ -1,0 +1,256 @@
+/**
+ * The broker's decision (SPEC §6): given a parsed IPC request, either issue a request-bound
+ * passport and its stamp, or refuse with a reason code. The broker holds the keys; the caller
+ * never sees a private key.
+ *
+ * What it signs:
+ * - a compact JWS passport from the broker's issuer key, `cnf` = a fresh Ed25519 proof key
+ *   generated for this one passport (its private half never leaves this function), `jti` fresh,
+ *   `cnf.key_binding` = the granted signer class, `ctx` = the selected context fields, and for
+ *   `attested_workload` `sub` = the verified SPIFFE ID plus `provenance`;
+ * - the stamp: transcript-v1 of the described request with the passport's jti/iat and the
+ *   granted key binding, signed with the proof key (SPEC §2) — exactly what a verifier rebuilds.
+ *
+ * Which class it grants: the highest class a configured source can grant right now that the
+ * request accepts (`acceptable_key_bindings`, or every class ranked at least
+ * `requested_key_binding` when that list is empty); else `software` only when both the request
+ * and the broker policy allow software fallback; else a refusal.
+ */
+import {
+  BROKER_PASSPORT_ISSUED,
+  buildTranscript,
+  encodeBase64url,
+  generatePrivateKey,
+  getEd25519Backend,
+  issuePassport,
+  meetsMinimum,
+  signerRank,
+  systemClock,
+  type Clock,
+  type Ed25519Backend,
+  type Ed25519PrivateKey,
+  type PassportProvenance,
+  type ReasonCode,
+  type SignerClass,
+} from '@trustplane/core';
+import { PASSPORT_FORMAT, STAMP_FORMAT, denyResponse, type IpcRequest, type IpcResponse } from './ipc.js';
+
+export const DEFAULT_BROKER_TTL_SECONDS = 300;
+export const MAX_BROKER_TTL_SECONDS = 900;
+
+/** What a source can grant right now, or why it cannot. */
+export type SourceGrant =
+  | { ok: true; subject: string; provenance?: PassportProvenance }
+  | { ok: false; reason: ReasonCode; detail: string; retryable: boolean };
+
+/**
+ * A signer source: one class of key binding the broker can grant. The software source is a local
+ * key; the SPIFFE source grants `attested_workload` only while the workload's X.509-SVID
+ * validates. Other classes (KMS, TPM) plug in here without touching the passport contract.
+ */
+export interface SignerSource {
+  readonly keyBinding: SignerClass;
+  /** Called per request: must be cheap (cached state), and must never throw. */
+  grant(): SourceGrant;
+}
+
+/** Which audiences and routes the broker issues for: `routes` `['*']` means every route. */
+export interface BrokerAllowRule {
+  audience: string;
+  routes: readonly string[];
+}
+
+export interface BrokerPolicy {
+  issuer: string;
+  trustDomain: string;
+  /** The issuer key (its kid is what the verifier's trust material lists). */
+  signingKey: Ed25519PrivateKey;
+  kid: string;
+  allow: readonly BrokerAllowRule[];
+  /** Passport lifetime (default 300 s, at most 900 s). */
+  ttlSeconds?: number;
+  /** Broker-side consent to grant `software` when the request accepts fallback (default false). */
+  allowSoftwareFallback?: boolean;
+  /** Context fields the broker copies into the passport; others are refused. Default: any. */
+  allowedContextFields?: readonly string[];
+}
+
+export interface BrokerDecision {
+  response: IpcResponse;
+  /** For the audit event: what was granted (allow) or asked for (deny). */
+  audit: {
+    accepted: boolean;
+    reasonCode: string;
+    detail: string;
+    subject?: string;
+    jti?: string;
+    keyBinding?: string;
+    requiredKeyBinding: string;
+    transcriptSha256?: string;
+    sourceProfile?: string;
+    sourceSpiffeId?: string;
+  };
+}
+
+export interface BrokerOptions {
+  policy: BrokerPolicy;
+  sources: readonly SignerSource[];
+  clock?: Clock;
+  backend?: Ed25519Backend;
+  /** Test hook: deterministic jti. */
+  jti?: () => string;
+  /** Test hook: deterministic proof keys. */
+  proofKey?: () => Ed25519PrivateKey;
+}
+
+export class Broker {
+  private readonly policy: BrokerPolicy;
+  private readonly sources: readonly SignerSource[];
+  private readonly clock: Clock;
+  private readonly backend: Ed25519Backend;
+  private readonly ttl: number;
+  private readonly opts: BrokerOptions;
+
+  constructor(opts: BrokerOptions) {
+    this.opts = opts;
+    this.policy = opts.policy;
+    // Highest class first, so the first source that grants wins.
+    this.sources = [...opts.sources].sort((a, b) => signerRank(b.keyBinding) - signerRank(a.keyBinding));
+    this.clock = opts.clock ?? systemClock;
+    this.backend = opts.backend ?? getEd25519Backend();
+    const ttl = opts.policy.ttlSeconds ?? DEFAULT_BROKER_TTL_SECONDS;
+    if (!Number.isSafeInteger(ttl) || ttl <= 0 || ttl > MAX_BROKER_TTL_SECONDS) {
+      throw new RangeError(`broker passport ttl must be 1..${MAX_BROKER_TTL_SECONDS} seconds, got ${ttl}`);
+    }
+    this.ttl = ttl;
+    if (opts.sources.length === 0) throw new RangeError('the broker needs at least one signer source (software key or SPIFFE)');
+  }
+
+  /** The classes configured, highest first (for `available_key_binding` and docs). */
+  get keyBindings(): SignerClass[] {
+    return this.sources.map((s) => s.keyBinding);
+  }
+
+  decide(req: IpcRequest): BrokerDecision {
+    const kb = req.key_binding;
+    const required = kb.requested_key_binding;
+    const deny = (reason: ReasonCode, message: string, details: Record<string, string | number | boolean> = {}, retryable = false): BrokerDecision => ({
+      response: denyResponse(req.request_id, reason, message, retryable, details),
+      audit: { accepted: false, reasonCode: reason, detail: message, requiredKeyBinding: required },
+    });
+
+    const rule = this.policy.allow.find((a) => a.audience === req.http.audience);
+    if (rule === undefined) return deny('broker_audience_not_allowed', 'the broker does not issue passports for this audience', { audience: req.http.audience });
+    if (!rule.routes.includes('*') && !rule.routes.includes(req.http.route_id)) {
+      return deny('broker_route_not_allowed', 'the broker does not issue passports for this route', { audience: req.http.audience, route_id: req.http.route_id });
+    }
+    const allowedCtx = this.policy.allowedContextFields;
+    if (allowedCtx !== undefined) {
+      const extra = req.ctx.selected_fields.find((f) => !allowedCtx.includes(f));
+      if (extra !== undefined) return deny('broker_request_malformed', `context field ${extra} is not allowed by the broker policy`, { field: extra });
+    }
+
+    const acceptable = (c: SignerClass): boolean =>
+      kb.acceptable_key_bindings.length > 0 ? kb.acceptable_key_bindings.includes(c) && meetsMinimum(c, required) : meetsMinimum(c, required);
+
+    let granted: { source: SignerSource; grant: Extract<SourceGrant, { ok: true }> } | undefined;
+    let sourceFailure: Extract<SourceGrant, { ok: false }> | undefined;
+    for (const source of this.sources) {
+      if (!acceptable(source.keyBinding)) continue;
+      const g = source.grant();
+      if (g.ok) {
+        granted = { source, grant: g };
+        break;
+      }
+      sourceFailure ??= g;
+    }
+    if (granted === undefined && kb.allow_software_fallback && this.policy.allowSoftwareFallback === true) {
+      const software = this.sources.find((s) => s.keyBinding === 'software');
+      const g = software?.grant();
+      if (software !== undefined && g?.ok === true) granted = { source: software, grant: g };
+    }
+    if (granted === undefined) {
+      // A source that could have granted but failed (e.g. the SVID is invalid) is the more
+      // useful answer than a generic class mismatch.
+      if (sourceFailure !== undefined) return deny(sourceFailure.reason, sourceFailure.detail, { requested_key_binding: required }, sourceFailure.retryable);
+      return deny('insufficient_key_binding', 'requested key binding cannot be satisfied by the local broker', {
+        requested_key_binding: required,
+        available_key_binding: this.sources[0]?.keyBinding ?? 'none',
+      });
+    }
+
+    const keyBinding = granted.source.keyBinding;
+    const proofKey = this.opts.proofKey?.() ?? generatePrivateKey();
+    const ctx = req.ctx.selected_fields.length > 0 ? req.ctx.values : undefined;
+    const passport = issuePassport({
+      signingKey: this.policy.signingKey,
+      kid: this.policy.kid,
+      issuer: this.policy.issuer,
+      subject: granted.grant.subject,
+      audience: req.http.audience,
+      trustDomain: this.policy.trustDomain,
+      ttlSeconds: this.ttl,
+      now: this.clock.now(),
+      proofPublicKey: proofKey.publicKey,
+      keyBinding,
+      backend: this.backend,
+      ...(this.opts.jti !== undefined ? { jti: this.opts.jti() } : {}),
+      ...(ctx !== undefined ? { ctx } : {}),
+      ...(granted.grant.provenance !== undefined ? { provenance: granted.grant.provenance } : {}),
+    });
+    const h = req.http;
+    const transcript = buildTranscript({
+      method: h.method,
+      scheme: h.scheme,
+      authority: h.authority,
+      path: h.path,
+      rawQuery: h.query.raw,
+      audience: h.audience,
+      routeId: h.route_id,
+      contentEncoding: h.content_encoding,
+      bodySha256: h.body_sha256,
+      headerHashes: Object.fromEntries(h.headers.selected.map((s) => [s.name, s.value_sha256])),
+      headerAllowList: h.headers.allow_list,
+      allowListIsCanonical: true,
+      passportJti: passport.jti,
+      nonce: h.nonce,
+      issuedAt: passport.iat,
+      keyBinding,
+    });
+    const stamp = encodeBase64url(this.backend.sign(proofKey, transcript.digest));
+    const provenance = granted.grant.provenance;
+    return {
+      response: {
+        request_id: req.request_id,
+        accepted: true,
+        status: 'allow',
+        reason_code: BROKER_PASSPORT_ISSUED,
+        issued_at: passport.iat,
+        expires_at: passport.exp,
+        artifacts: {
+          passport: { format: PASSPORT_FORMAT, value: passport.token, jti: passport.jti },
+          stamp: { format: STAMP_FORMAT, value: stamp, transcript_sha256: transcript.sha256 },
+        },
+        error: null,
+      },
+      audit: {
+        accepted: true,
+        reasonCode: BROKER_PASSPORT_ISSUED,
+        detail: `issued ${keyBinding} passport`,
+        subject: granted.grant.subject,
+        jti: passport.jti,
+        keyBinding,
+        requiredKeyBinding: required,
+        transcriptSha256: transcript.sha256,
+        ...(provenance !== undefined ? { sourceProfile: provenance.profile } : {}),
+        ...(provenance?.spiffe_id !== undefined ? { sourceSpiffeId: provenance.spiffe_id } : {}),
+      },
+    };
+  }
+}
+
+/** The software source: a local key, so only ever `software` (SPEC §3). */
+export function softwareSource(subject: string): SignerSource {
+  if (subject === '') throw new RangeError('the software source needs a subject');
+  return { keyBinding: 'software', grant: () => ({ ok: true, subject }) };
+}

@@ -1,0 +1,213 @@
+/**
+ * The broker's IPC v1 server (SPEC §6): a Unix domain socket only — never TCP — created with
+ * mode 0600 (or 0660 for a configured group). Each connection carries one exchange: one JSON
+ * line in (at most 1 MiB), one JSON object + LF out, then the broker closes its side.
+ *
+ * Robustness: a line over the cap gets `broker_request_too_large` and the connection is closed
+ * without reading the rest; a malformed line gets `broker_request_malformed` (with the
+ * request_id echoed when one could be read); a client that sends nothing complete within the
+ * read timeout is dropped; a client that vanishes mid-exchange costs nothing but its socket.
+ * None of these stop the server.
+ *
+ * Peer credentials: Linux has SO_PEERCRED, but Node.js does not expose it on net.Socket, so the
+ * audit event records `peer: "unsupported"` rather than guessing. File permissions on the
+ * socket are the access control.
+ */
+import { chmodSync, chownSync, lstatSync, unlinkSync } from 'node:fs';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { buildAuditEvent, systemClock, type AuditEvent, type Clock } from '@trustplane/core';
+import { IpcRequestError, MAX_IPC_LINE_BYTES, denyResponse, parseIpcLine, type IpcResponse } from './ipc.js';
+import type { Broker } from './broker.js';
+
+export interface BrokerServerOptions {
+  socketPath: string;
+  broker: Broker;
+  /** Numeric gid that may also connect (socket mode 0660); default: owner only (0600). */
+  socketGid?: number;
+  /** Drop a client that has not sent a complete line within this many ms (default 5000). */
+  readTimeoutMs?: number;
+  /** Concurrent connections (default 256); more are refused by the kernel backlog/closed. */
+  maxConnections?: number;
+  onAudit?: (event: AuditEvent) => void;
+  /** Operational log lines (never secrets). */
+  onLog?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  clock?: Clock;
+}
+
+export interface BrokerServer {
+  readonly socketPath: string;
+  /** Exchanges answered since start, by outcome. */
+  readonly stats: { issued: number; denied: number; dropped: number };
+  close(): Promise<void>;
+}
+
+/** Refuse to clobber anything but a stale socket nobody listens on. */
+async function clearStaleSocket(socketPath: string): Promise<void> {
+  let st;
+  try {
+    st = lstatSync(socketPath);
+  } catch {
+    return; // nothing there
+  }
+  if (!st.isSocket()) throw new Error(`${socketPath} exists and is not a socket; refusing to replace it`);
+  const live = await new Promise<boolean>((resolve) => {
+    const c = createConnection(socketPath);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+  if (live) throw new Error(`${socketPath} is in use by a running broker`);
+  unlinkSync(socketPath);
+}
+
+export async function startBrokerServer(opts: BrokerServerOptions): Promise<BrokerServer> {
+  const clock = opts.clock ?? systemClock;
+  const readTimeoutMs = opts.readTimeoutMs ?? 5000;
+  const stats = { issued: 0, denied: 0, dropped: 0 };
+  const sockets = new Set<Socket>();
+  const log = opts.onLog ?? (() => undefined);
+  await clearStaleSocket(opts.socketPath);
+
+  const audit = (response: IpcResponse, fields: Partial<Parameters<typeof buildAuditEvent>[0]>): void => {
+    if (opts.onAudit === undefined) return;
+    try {
+      opts.onAudit(
+        buildAuditEvent({
+          component: 'broker',
+          accepted: response.accepted,
+          reason_code: response.reason_code,
+          detail_reason: response.error?.message ?? 'passport issued',
+          occurredAtMs: clock.now(),
+          request_id: response.request_id,
+          peer: 'unsupported',
+          ...fields,
+        }),
+      );
+    } catch (err) {
+      log('error', 'audit sink failed', { error: err instanceof Error ? err.message : String(err) });
+    }
+  };
+
+  const answer = (socket: Socket, response: IpcResponse): void => {
+    if (response.accepted) stats.issued++;
+    else stats.denied++;
+    if (!socket.destroyed) socket.end(`${JSON.stringify(response)}\n`);
+  };
+
+  const handleLine = (socket: Socket, line: string): void => {
+    let response: IpcResponse;
+    try {
+      const env = parseIpcLine(line);
+      const d = opts.broker.decide(env.request);
+      response = d.response;
+      const a = d.audit;
+      audit(response, {
+        detail_reason: a.detail,
+        route_id: env.request.http.route_id,
+        audience: env.request.http.audience,
+        required_key_binding: a.requiredKeyBinding,
+        ...(a.subject !== undefined ? { subject: a.subject } : {}),
+        ...(a.jti !== undefined ? { jti: a.jti } : {}),
+        ...(a.keyBinding !== undefined ? { key_binding: a.keyBinding } : {}),
+        ...(a.transcriptSha256 !== undefined ? { transcript_sha256: a.transcriptSha256 } : {}),
+        ...(a.sourceProfile !== undefined ? { source_profile: a.sourceProfile } : {}),
+        ...(a.sourceSpiffeId !== undefined ? { source_spiffe_id: a.sourceSpiffeId } : {}),
+      });
+    } catch (err) {
+      if (err instanceof IpcRequestError) {
+        response = denyResponse(err.requestId, 'broker_request_malformed', err.detail, false);
+      } else {
+        // Fail closed on anything unexpected; the detail stays in the operator log.
+        log('error', 'broker exchange failed', { error: err instanceof Error ? err.message : String(err) });
+        response = denyResponse('', 'internal_error', 'the broker could not process the request', true);
+      }
+      audit(response, {});
+    }
+    answer(socket, response);
+  };
+
+  const server: Server = createServer({ allowHalfOpen: true }, (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined); // a vanished client is not the broker's problem
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    const timer = setTimeout(() => {
+      if (done) return;
+      done = true;
+      stats.dropped++;
+      socket.destroy();
+    }, readTimeoutMs);
+    timer.unref();
+    const finish = (line: string | undefined): void => {
+      done = true;
+      clearTimeout(timer);
+      socket.removeAllListeners('data');
+      socket.pause();
+      if (line === undefined) {
+        const response = denyResponse('', 'broker_request_too_large', `the request line exceeds ${MAX_IPC_LINE_BYTES} bytes`, false);
+        audit(response, {});
+        answer(socket, response);
+        return;
+      }
+      handleLine(socket, line);
+    };
+    socket.on('data', (chunk: Buffer) => {
+      if (done) return;
+      const nl = chunk.indexOf(0x0a);
+      const take = nl === -1 ? chunk : chunk.subarray(0, nl);
+      size += take.length;
+      if (size > MAX_IPC_LINE_BYTES) return finish(undefined);
+      chunks.push(take);
+      if (nl !== -1) finish(Buffer.concat(chunks, size).toString('utf8'));
+    });
+    socket.on('end', () => {
+      if (done) return;
+      // A client that half-closes after its line without the LF still gets an answer.
+      if (size > 0) finish(Buffer.concat(chunks, size).toString('utf8'));
+      else {
+        done = true;
+        clearTimeout(timer);
+        stats.dropped++;
+        socket.end();
+      }
+    });
+  });
+  server.maxConnections = opts.maxConnections ?? 256;
+
+  // Created owner-only from the first moment (no window where the socket is world-connectable),
+  // then set to the final mode explicitly.
+  const previousUmask = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.socketPath, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } finally {
+    process.umask(previousUmask);
+  }
+  if (opts.socketGid !== undefined) {
+    chownSync(opts.socketPath, -1, opts.socketGid);
+    chmodSync(opts.socketPath, 0o660);
+  } else {
+    chmodSync(opts.socketPath, 0o600);
+  }
+  server.on('error', (err) => log('error', 'broker socket error', { error: err.message }));
+  log('info', 'broker listening', { socket: opts.socketPath, mode: opts.socketGid !== undefined ? '0660' : '0600' });
+
+  return {
+    socketPath: opts.socketPath,
+    stats,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      }),
+  };
+}

@@ -1,0 +1,170 @@
+import { test, after } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ManualClock, decodePassportUnverified, type AuditEvent } from '@trustplane/core';
+import { brokerKey, T0, BROKER_ISSUER } from '@trustplane/testkit';
+import { Broker, softwareSource, startBrokerServer, brokerIssue, brokerExchange, buildIpcEnvelope, BrokerClientError, type BrokerServer } from '../src/index.js';
+
+const repoRoot = path.resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../..');
+const dir = mkdtempSync(path.join(tmpdir(), 'tp-broker-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+let n = 0;
+
+async function start(o: { readTimeoutMs?: number; socketGid?: number } = {}): Promise<{ server: BrokerServer; socketPath: string; events: AuditEvent[] }> {
+  const socketPath = path.join(dir, `b${n++}.sock`);
+  const events: AuditEvent[] = [];
+  const broker = new Broker({
+    policy: { issuer: BROKER_ISSUER, trustDomain: 'example.local', signingKey: brokerKey, kid: 'broker-key-1', allow: [{ audience: 'orders-api', routes: ['*'] }] },
+    sources: [softwareSource('svc:orders-worker')],
+    clock: new ManualClock(T0),
+  });
+  const server = await startBrokerServer({ socketPath, broker, onAudit: (e) => events.push(e), ...o });
+  return { server, socketPath, events };
+}
+
+const issueReq = { method: 'POST', url: 'https://orders.example/v1/orders', audience: 'orders-api', routeId: 'orders.create', headers: { 'content-type': 'application/json' }, body: '{}' };
+
+/** Write raw bytes, collect everything until the broker closes. */
+function raw(socketPath: string, data: string | Buffer | undefined, opts: { end?: boolean } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = createConnection(socketPath);
+    const chunks: Buffer[] = [];
+    c.on('connect', () => {
+      if (data !== undefined) c.write(data);
+      if (opts.end === true) c.end();
+    });
+    c.on('data', (d: Buffer) => chunks.push(d));
+    c.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    c.on('error', reject);
+  });
+}
+
+test('the socket is owner-only (0600), or 0660 for a configured group; TCP is never opened', async () => {
+  const { server, socketPath } = await start();
+  assert.ok(statSync(socketPath).isSocket());
+  assert.equal(statSync(socketPath).mode & 0o777, 0o600);
+  await server.close();
+  assert.equal(existsSync(socketPath), false, 'the socket file is removed on close');
+  const g = await start({ socketGid: process.getgid!() });
+  assert.equal(statSync(g.socketPath).mode & 0o777, 0o660);
+  await g.server.close();
+});
+
+test('concurrent clients each get their own request-bound passport; audit events carry no secrets', async () => {
+  const { server, socketPath, events } = await start();
+  const results = await Promise.all(Array.from({ length: 40 }, (_, i) => brokerIssue(socketPath, { ...issueReq, requestId: `r-${i}` })));
+  const jtis = new Set<string>();
+  results.forEach((r, i) => {
+    assert.equal(r.accepted, true);
+    if (!r.accepted) return;
+    assert.equal(r.response.request_id, `r-${i}`);
+    jtis.add(decodePassportUnverified(r.headers['Authorization']!.slice(7)).payload['jti'] as string);
+  });
+  assert.equal(jtis.size, 40);
+  assert.equal(server.stats.issued, 40);
+  assert.equal(events.length, 40);
+  const e = events[0]!;
+  assert.equal(e.component, 'broker');
+  assert.equal(e.reason_code, 'broker_passport_issued');
+  assert.equal(e.peer, 'unsupported');
+  assert.equal(e.key_binding, 'software');
+  const first = results[0]!;
+  const text = JSON.stringify(events);
+  if (first.accepted) {
+    assert.ok(!text.includes(first.headers['Authorization']!.slice(7)), 'no passport in audit events');
+    assert.ok(!text.includes(first.headers['X-TrustPlane-Proof']!), 'no stamp in audit events');
+  }
+  await server.close();
+});
+
+test('a malformed line is denied with its field named and the request_id echoed; the broker keeps serving', async () => {
+  const { server, socketPath, events } = await start();
+  const { envelope } = buildIpcEnvelope({ ...issueReq, requestId: 'bad-1' });
+  (envelope.request.http as { body_sha256: string }).body_sha256 = 'nothex';
+  const r = await brokerExchange(socketPath, JSON.stringify(envelope));
+  assert.equal(r.accepted, false);
+  assert.equal(r.status, 'deny');
+  assert.equal(r.reason_code, 'broker_request_malformed');
+  assert.equal(r.request_id, 'bad-1');
+  assert.match(r.error!.message, /body_sha256/);
+  assert.equal(r.artifacts, null);
+  const garbage = JSON.parse(await raw(socketPath, 'hello\n')) as { reason_code: string; request_id: string };
+  assert.equal(garbage.reason_code, 'broker_request_malformed');
+  assert.equal(garbage.request_id, '');
+  assert.equal((await brokerIssue(socketPath, issueReq)).accepted, true);
+  assert.equal(events.filter((e) => e.reason_code === 'broker_request_malformed').length, 2);
+  await server.close();
+});
+
+test('a line over 1 MiB is refused without reading the rest; the broker keeps serving', async () => {
+  const { server, socketPath } = await start();
+  const answer = await raw(socketPath, Buffer.alloc(1024 * 1024 + 10, 0x61));
+  assert.equal((JSON.parse(answer) as { reason_code: string }).reason_code, 'broker_request_too_large');
+  // Exactly 1 MiB is within the cap (and then malformed, not too large).
+  const atCap = await raw(socketPath, Buffer.concat([Buffer.alloc(1024 * 1024, 0x61), Buffer.from('\n')]));
+  assert.equal((JSON.parse(atCap) as { reason_code: string }).reason_code, 'broker_request_malformed');
+  assert.equal((await brokerIssue(socketPath, issueReq)).accepted, true);
+  await server.close();
+});
+
+test('slow clients are dropped, vanished clients cost nothing, a line without LF before EOF is answered', async () => {
+  const { server, socketPath } = await start({ readTimeoutMs: 150 });
+  assert.equal(await raw(socketPath, '{"version":'), '', 'a client that never finishes its line is dropped');
+  assert.equal(server.stats.dropped, 1);
+  await new Promise<void>((resolve) => {
+    const c = createConnection(socketPath, () => {
+      c.write('{"version":"trustplane-broker-ipc-v1"');
+      c.destroy();
+      resolve();
+    });
+  });
+  const { envelope } = buildIpcEnvelope({ ...issueReq, requestId: 'eof-1' });
+  const viaEof = JSON.parse(await raw(socketPath, JSON.stringify(envelope), { end: true })) as { accepted: boolean; request_id: string };
+  assert.equal(viaEof.accepted, true);
+  assert.equal(viaEof.request_id, 'eof-1');
+  assert.equal((await brokerIssue(socketPath, issueReq)).accepted, true);
+  await server.close();
+});
+
+test('startup refuses to clobber a non-socket file or a live broker, and replaces a stale socket', async () => {
+  const file = path.join(dir, 'not-a-socket');
+  writeFileSync(file, 'keep me');
+  const broker = new Broker({ policy: { issuer: 'i', trustDomain: 't', signingKey: brokerKey, kid: 'k', allow: [] }, sources: [softwareSource('s')] });
+  await assert.rejects(startBrokerServer({ socketPath: file, broker }), /not a socket/);
+  const live = await start();
+  await assert.rejects(startBrokerServer({ socketPath: live.socketPath, broker }), /in use/);
+  await live.server.close();
+  // A stale socket: a server that died without unlinking (simulated by a listener that is gone).
+  const stalePath = path.join(dir, 'stale.sock');
+  await new Promise<void>((resolve) => {
+    const c = execFile('python3', ['-c', `import socket; s=socket.socket(socket.AF_UNIX); s.bind(${JSON.stringify(stalePath)})`]);
+    c.on('exit', () => resolve());
+  });
+  assert.ok(statSync(stalePath).isSocket());
+  const s = await startBrokerServer({ socketPath: stalePath, broker });
+  await s.close();
+});
+
+test('the client reports a missing broker clearly', async () => {
+  await assert.rejects(brokerIssue(path.join(dir, 'nobody.sock'), issueReq), (err: unknown) => err instanceof BrokerClientError && /no broker listening/.test(err.message));
+});
+
+test('a Python client with SPEC §6 framing (as the Python SDK BrokerClient) talks to this broker unchanged', async () => {
+  const { server, socketPath } = await start();
+  const { envelope } = buildIpcEnvelope({ ...issueReq, requestId: 'py-1' });
+  const out = await new Promise<string>((resolve, reject) => {
+    const c = execFile('python3', [path.join(repoRoot, 'conformance/python/broker_ipc_client.py'), socketPath], (err, stdout) => (err ? reject(new Error(`python client failed: ${err.message}`)) : resolve(stdout)));
+    c.stdin!.end(JSON.stringify(envelope));
+  });
+  const r = JSON.parse(out) as { accepted: boolean; request_id: string; artifacts: { passport: { format: string }; stamp: { format: string } } };
+  assert.equal(r.accepted, true);
+  assert.equal(r.request_id, 'py-1');
+  assert.equal(r.artifacts.passport.format, 'compact-jws');
+  assert.equal(r.artifacts.stamp.format, 'ed25519-transcript-v1');
+  await server.close();
+});
