@@ -76,7 +76,7 @@ test('the passport is a real compact JWS from the broker key and the stamp a rea
   assert.deepEqual(header, { alg: 'EdDSA', kid: 'broker-key-1', typ: 'JWT' });
   assert.equal(payload['iss'], BROKER_ISSUER);
   assert.equal(payload['sub'], 'svc:orders-worker');
-  assert.equal(payload['exp'] as number, (payload['iat'] as number) + 300);
+  assert.equal(payload['exp'], (payload['iat'] as number) + 300);
   assert.deepEqual(payload['ctx'], { purpose: 'create_order' });
   const cnf = payload['cnf'] as Record<string, string>;
   assert.equal(cnf['key_binding'], 'software');
