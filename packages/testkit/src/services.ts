@@ -5,7 +5,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createNetServer, connect, type AddressInfo } from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -34,36 +34,88 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = connect(port, '127.0.0.1', () => {
+      c.end('PING\r\n');
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+}
+
+/** One redis-server process (extra args appended), up and answering on `port`. */
+async function spawnRedis(port: number, dir: string, extra: readonly string[], configFile?: string): Promise<ChildProcess> {
+  const args = [...(configFile !== undefined ? [configFile] : []), '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra];
+  const child: ChildProcess = spawn('redis-server', args, { stdio: 'ignore' });
+  const deadline = Date.now() + 5000;
+  while (!(await portOpen(port))) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`redis-server ${extra.join(' ')} did not start`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return child;
+}
+
+async function stopAll(children: readonly ChildProcess[], dir: string): Promise<void> {
+  await Promise.all(
+    children.map(async (child) => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }),
+  );
+  rmSync(dir, { recursive: true, force: true });
+}
+
 /** Start a throwaway redis-server (no persistence) on a free loopback port. */
 export async function startRedis(): Promise<RedisServer> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'tp-redis-'));
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const up = await new Promise<boolean>((resolve) => {
-      const c = connect(port, '127.0.0.1', () => {
-        c.end('PING\r\n');
-        resolve(true);
-      });
-      c.once('error', () => resolve(false));
-    });
-    if (up) break;
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error('redis-server did not start');
-    await new Promise((r) => setTimeout(r, 50));
+  const child = await spawnRedis(port, dir, []);
+  return { url: `redis://127.0.0.1:${port}`, port, stop: () => stopAll([child], dir) };
+}
+
+/** A master plus one real Sentinel monitoring it as `mymaster`; `url` is the redis+sentinel:// URL. */
+export async function startRedisSentinel(): Promise<RedisServer & { masterPort: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'tp-sentinel-'));
+  const masterPort = await freePort();
+  const master = await spawnRedis(masterPort, dir, []);
+  const port = await freePort();
+  // Sentinel rewrites its config file, so it gets its own writable one.
+  const conf = join(dir, 'sentinel.conf');
+  writeFileSync(conf, `sentinel monitor mymaster 127.0.0.1 ${masterPort} 1\nsentinel down-after-milliseconds mymaster 60000\n`);
+  const sentinel = await spawnRedis(port, dir, ['--sentinel'], conf).catch(async (err: unknown) => {
+    await stopAll([master], dir);
+    throw err;
+  });
+  return { url: `redis+sentinel://127.0.0.1:${port}/mymaster`, port, masterPort, stop: () => stopAll([sentinel, master], dir) };
+}
+
+/** Three real cluster-mode masters with all 16384 slots assigned; `url` is the redis+cluster:// URL. */
+export async function startRedisCluster(): Promise<RedisServer & { ports: number[] }> {
+  const dir = mkdtempSync(join(tmpdir(), 'tp-cluster-'));
+  const ports = [await freePort(), await freePort(), await freePort()];
+  const children: ChildProcess[] = [];
+  try {
+    for (const p of ports) {
+      mkdirSync(join(dir, String(p)));
+      children.push(await spawnRedis(p, join(dir, String(p)), ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000']));
+    }
+    const create = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: 20_000 });
+    if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout} ${create.stderr}`);
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const states = ports.map((p) => spawnSync('redis-cli', ['-p', String(p), 'cluster', 'info'], { encoding: 'utf8' }).stdout);
+      if (states.every((s) => s.includes('cluster_state:ok'))) break;
+      if (Date.now() > deadline) throw new Error('the Redis cluster did not reach cluster_state:ok');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } catch (err) {
+    await stopAll(children, dir);
+    throw err;
   }
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    port,
-    stop: async () => {
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        await exited;
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return { url: `redis+cluster://${ports.map((p) => `127.0.0.1:${p}`).join(',')}`, port: ports[0]!, ports, stop: () => stopAll(children, dir) };
 }
 
 export interface RecordedRequest {
