@@ -18,6 +18,7 @@ import { registerAdapter } from './commands/adapter.js';
 import { registerDemo } from './commands/demo.js';
 import { registerBroker } from './commands/broker.js';
 import { registerIssuer } from './commands/issuer.js';
+import { registerUp } from './commands/up.js';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, describeError, processIo, writeErrorLine, type CliIo, type ExitCode } from './output.js';
 
 /** The CLI package version, read at run time from packages/cli/package.json. */
@@ -51,6 +52,7 @@ export function buildProgram(io: CliIo): Command {
   registerAdapter(program, io);
   registerBroker(program, io);
   registerIssuer(program, io);
+  registerUp(program, io);
   registerDemo(program, io, main);
   return program;
 }
