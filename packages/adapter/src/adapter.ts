@@ -4,11 +4,11 @@
  * requests finish within a deadline, then close everything.
  */
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Verifier, MonotonicClock, systemClock, type Clock, type PolicyProvider, type ReplayStore } from '@trustplane/core';
 import { createProxyHandler, type ProxyHandler } from './proxy.js';
 import { createMetrics, type AdapterMetrics } from './metrics.js';
 import { log, type AuditSink } from './audit-sink.js';
+import { listenOn, startAdminServer, urlOf } from './admin.js';
 
 export interface AdapterOptions {
   listen: { host: string; port: number };
@@ -45,20 +45,6 @@ export interface RunningAdapter {
   readonly server: Server;
   /** Stop accepting, wait for in-flight requests up to `deadlineMs`, then close everything. */
   close(deadlineMs?: number): Promise<void>;
-}
-
-function listen(server: Server, host: string, port: number): Promise<AddressInfo> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.removeListener('error', reject);
-      resolve(server.address() as AddressInfo);
-    });
-  });
-}
-
-function urlOf(a: AddressInfo): string {
-  return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
 }
 
 export async function startAdapter(opts: AdapterOptions): Promise<RunningAdapter> {
@@ -98,38 +84,12 @@ export async function startAdapter(opts: AdapterOptions): Promise<RunningAdapter
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"allowed":false,"reason":"malformed_request"}');
     else socket.destroy();
   });
-  const addr = await listen(server, opts.listen.host, opts.listen.port);
+  const addr = await listenOn(server, opts.listen.host, opts.listen.port);
 
   let adminServer: Server | undefined;
   let adminUrl: string | undefined;
   if (opts.admin !== undefined) {
-    adminServer = createServer((req, res) => {
-      void (async () => {
-        const path = (req.url ?? '').split('?')[0];
-        if (req.method !== 'GET' && req.method !== 'HEAD') {
-          res.writeHead(405, { allow: 'GET, HEAD' }).end();
-        } else if (path === '/healthz') {
-          res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
-        } else if (path === '/readyz') {
-          const problems: string[] = [];
-          if (opts.policy.current() === undefined) problems.push('no valid signed bundle pair is loaded');
-          try {
-            await opts.replayStore.ping?.();
-          } catch (err) {
-            problems.push(`replay store unreachable: ${err instanceof Error ? err.message : String(err)}`);
-          }
-          const extra = opts.extraReadiness?.();
-          if (extra !== undefined) problems.push(extra);
-          res.writeHead(problems.length === 0 ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(problems.length === 0 ? { status: 'ready' } : { status: 'not_ready', problems }));
-        } else if (path === '/metrics') {
-          const text = await metrics.registry.metrics();
-          res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text);
-        } else {
-          res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not_found"}');
-        }
-      })().catch(() => res.destroy());
-    });
-    adminUrl = urlOf(await listen(adminServer, opts.admin.host, opts.admin.port));
+    ({ server: adminServer, url: adminUrl } = await startAdminServer({ listen: opts.admin, policy: opts.policy, replayStore: opts.replayStore, metrics, extraReadiness: opts.extraReadiness }));
   }
 
   let closing: Promise<void> | undefined;

@@ -19,11 +19,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Verifier, MonotonicClock, systemClock, auditEventForDecision, type Clock, type Decision, type PolicyProvider, type ReasonCode, type ReplayStore } from '@trustplane/core';
 import { IDENTITY_HEADERS, safeHeaderValue } from './headers.js';
 import { sendDenial } from './proxy.js';
 import { log, type AuditSink } from './audit-sink.js';
+import { createMetrics, type AdapterMetrics } from './metrics.js';
+import { listenOn, startAdminServer, urlOf } from './admin.js';
 
 export type ForwardAuthConvention = 'nginx' | 'traefik' | 'envoy';
 
@@ -49,10 +50,16 @@ export interface ForwardAuthOptions {
   skewSeconds?: number;
   maxLifetimeSeconds?: number;
   clock?: Clock;
+  /** `/healthz`, `/readyz`, `/metrics` on this address; `undefined` disables them. */
+  admin?: { host: string; port: number } | undefined;
+  metrics?: AdapterMetrics;
+  extraReadiness?: () => string | undefined;
 }
 
 export interface RunningForwardAuthVerifier {
   readonly url: string;
+  readonly adminUrl: string | undefined;
+  readonly metrics: AdapterMetrics;
   readonly server: Server;
   readonly verifier: Verifier;
   close(): Promise<void>;
@@ -100,6 +107,15 @@ export async function startForwardAuthVerifier(opts: ForwardAuthOptions): Promis
     ...(opts.maxLifetimeSeconds !== undefined ? { maxLifetimeSeconds: opts.maxLifetimeSeconds } : {}),
   });
   const envoyPathPrefix = opts.envoyPathPrefix ?? '/ext_authz';
+  const metrics =
+    opts.metrics ??
+    createMetrics({
+      bundleVersion: () => opts.policy.current()?.policy.policyVersion,
+      bundleAgeSeconds: () => {
+        const s = opts.policy.current();
+        return s === undefined ? undefined : (clock.now() - s.confirmedAtMs) / 1000;
+      },
+    });
 
   function deny(res: ServerResponse, reason: ReasonCode): void {
     res.setHeader('x-trustplane-reason', reason);
@@ -112,6 +128,7 @@ export async function startForwardAuthVerifier(opts: ForwardAuthOptions): Promis
     // Nothing of a body is expected; drain whatever arrives so the connection stays usable.
     req.resume();
     const original = originalRequest(req, { trustForwardedHeaders: opts.trustForwardedHeaders, envoyPathPrefix });
+    const started = process.hrtime.bigint();
     let decision: Decision | { allowed: false; reason: ReasonCode; detail: string };
     if ('error' in original || !original.target.startsWith('/')) {
       decision = { allowed: false, reason: 'malformed_request', detail: 'error' in original ? original.error : 'original URI is not in origin-form' };
@@ -126,6 +143,10 @@ export async function startForwardAuthVerifier(opts: ForwardAuthOptions): Promis
         requestId,
       });
     }
+    const outcome = decision.allowed ? 'allow' : 'deny';
+    metrics.decisions.inc({ outcome, reason: decision.reason, route: ('routeId' in decision ? decision.routeId : undefined) ?? '' });
+    metrics.verifySeconds.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+    if (!decision.allowed && decision.reason === 'replay_store_unavailable') metrics.replayStoreErrors.inc();
     opts.audit.write(auditEventForDecision(decision, { component: 'verifier', occurredAtMs: clock.now(), requestId }));
     if (!decision.allowed) return deny(res, decision.reason);
     res.writeHead(200, {
@@ -145,17 +166,13 @@ export async function startForwardAuthVerifier(opts: ForwardAuthOptions): Promis
       deny(res, 'internal_error');
     });
   });
-  const addr = await new Promise<AddressInfo>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.listen.port, opts.listen.host, () => {
-      server.removeListener('error', reject);
-      resolve(server.address() as AddressInfo);
-    });
-  });
-  const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  const url = urlOf(await listenOn(server, opts.listen.host, opts.listen.port));
+  const admin = opts.admin === undefined ? undefined : await startAdminServer({ listen: opts.admin, policy: opts.policy, replayStore: opts.replayStore, metrics, extraReadiness: opts.extraReadiness });
   let closing: Promise<void> | undefined;
   return {
     url,
+    adminUrl: admin?.url,
+    metrics,
     server,
     verifier,
     close: () =>
@@ -164,6 +181,7 @@ export async function startForwardAuthVerifier(opts: ForwardAuthOptions): Promis
           server.close(() => r());
           server.closeAllConnections();
         });
+        if (admin !== undefined) await new Promise<void>((r) => admin.server.close(() => r()));
         await opts.replayStore.close?.();
         await opts.audit.close();
       })()),

@@ -19,6 +19,7 @@ import { registerDemo } from './commands/demo.js';
 import { registerBroker } from './commands/broker.js';
 import { registerIssuer } from './commands/issuer.js';
 import { registerUp } from './commands/up.js';
+import { registerVerifier } from './commands/verifier.js';
 import { CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, describeError, processIo, writeErrorLine, type CliIo, type ExitCode } from './output.js';
 
 /** The CLI package version, read at run time from packages/cli/package.json. */
@@ -50,6 +51,7 @@ export function buildProgram(io: CliIo): Command {
   registerTranscript(program, io);
   registerBundle(program, io);
   registerAdapter(program, io);
+  registerVerifier(program, io);
   registerBroker(program, io);
   registerIssuer(program, io);
   registerUp(program, io);

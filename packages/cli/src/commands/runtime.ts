@@ -1,0 +1,273 @@
+/**
+ * What `trustplane adapter` and `trustplane verifier` share: the verification options (bundles
+ * and their signing keys, route mode, replay store, clock limits, audit, logging), their sources
+ * (flag > TRUSTPLANE_* environment > JSON config file > default), validation with one clear line
+ * per mistake (exit 2), and the running pieces built from them (the bundle watcher with its
+ * audited reloads, the replay store, the audit sink, SIGHUP/SIGTERM handling).
+ */
+import { readFileSync } from 'node:fs';
+import { Option, type Command } from 'commander';
+import {
+  BundleWatcher,
+  MemoryReplayStore,
+  parsePublicKey,
+  buildAuditEvent,
+  DEV_ALLOW_UNSIGNED_FLAG,
+  type AuditComponent,
+  type BundleLoadedEvent,
+  type BundleRejectedEvent,
+  type Ed25519PublicKey,
+  type ReplayStore,
+} from '@trustplane/core';
+import { RedisReplayStore, createAuditSink, log, setLogLevel, type AdapterMetrics, type AuditSink, type LogLevel } from '@trustplane/adapter';
+import { usageError, failure } from '../output.js';
+import { defaultKid } from '../files.js';
+
+export interface VerifierFlags {
+  config?: string;
+  listen: string;
+  adminListen: string;
+  bundle?: string;
+  policyBundle?: string;
+  bundleSignaturePublicKey?: string[];
+  policyBundleSignaturePublicKey?: string[];
+  policyBundleFreshnessWindow: string;
+  routePolicyMode: string;
+  routeId?: string;
+  proofMode: string;
+  replay: string;
+  replicas: string;
+  auditLog: string;
+  skew: string;
+  maxLifetime: string;
+  logLevel: string;
+  devAllowUnsignedBundles?: boolean;
+}
+
+/** HOST:PORT (IPv6 as [::1]:PORT). */
+export function parseHostPort(value: string, flag: string): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
+  const port = m === null ? NaN : Number(m[2]);
+  if (m === null || port > 65535) throw usageError(`${flag} must be HOST:PORT, got ${JSON.stringify(value)}`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+export function positiveInt(value: string, flag: string, allowZero = false): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || (!allowZero && n === 0) || !Number.isSafeInteger(n)) throw usageError(`${flag} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** `KID=B64URL`, or a bare B64URL trusted under its default kid (`key-<16 hex of fingerprint>`). */
+export function parseSigningKeys(values: readonly string[], flag: string): Map<string, Ed25519PublicKey> {
+  const map = new Map<string, Ed25519PublicKey>();
+  for (const v of values) {
+    const eq = v.indexOf('=');
+    const [kid, b64] = eq > 0 ? [v.slice(0, eq), v.slice(eq + 1)] : [undefined, v];
+    let key: Ed25519PublicKey;
+    try {
+      key = parsePublicKey(b64);
+    } catch (err) {
+      throw usageError(`${flag}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    map.set(kid ?? defaultKid(key.raw), key);
+  }
+  return map;
+}
+
+/** Config-file keys (snake_case) of the shared options → commander option names. */
+export const VERIFIER_CONFIG_KEYS: Readonly<Record<string, string>> = {
+  listen: 'listen',
+  admin_listen: 'adminListen',
+  bundle: 'bundle',
+  policy_bundle: 'policyBundle',
+  bundle_signature_public_keys: 'bundleSignaturePublicKey',
+  policy_bundle_signature_public_keys: 'policyBundleSignaturePublicKey',
+  policy_bundle_freshness_window: 'policyBundleFreshnessWindow',
+  route_policy_mode: 'routePolicyMode',
+  route_id: 'routeId',
+  proof_mode: 'proofMode',
+  replay: 'replay',
+  replicas: 'replicas',
+  audit_log: 'auditLog',
+  skew: 'skew',
+  max_lifetime: 'maxLifetime',
+  log_level: 'logLevel',
+  dev_allow_unsigned_bundles: 'devAllowUnsignedBundles',
+};
+
+/** Apply a JSON config file to every option still at its default (flags and env win). */
+export function applyConfigFile(cmd: Command, configFile: string | undefined, keys: Readonly<Record<string, string>>): void {
+  if (configFile === undefined) return;
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readFileSync(configFile, 'utf8'));
+  } catch (err) {
+    throw usageError(`--config ${configFile}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw usageError(`--config ${configFile}: must be a JSON object`);
+  for (const [key, value] of Object.entries(doc)) {
+    const name = keys[key];
+    if (name === undefined) throw usageError(`--config ${configFile}: unknown setting ${JSON.stringify(key)} (known: ${Object.keys(keys).join(', ')})`);
+    const source = cmd.getOptionValueSource(name);
+    if (source !== undefined && source !== 'default') continue;
+    const ok = Array.isArray(value) ? value.every((x) => typeof x === 'string') : ['string', 'number', 'boolean'].includes(typeof value);
+    if (!ok) throw usageError(`--config ${configFile}: ${key} has the wrong type`);
+    cmd.setOptionValueWithSource(name, Array.isArray(value) ? value : typeof value === 'boolean' ? value : String(value), 'config');
+  }
+}
+
+const env = (o: Option, name: string) => o.env(`TRUSTPLANE_${name}`);
+const collectKeys = (v: string, p: string[] | undefined) => [...(p ?? []), ...v.split(',').filter((x) => x !== '')];
+
+/** The shared options, in --help order; `extra` adds the command's own before the shared tail. */
+export function addVerifierOptions(cmd: Command, defaults: { listen: string; adminListen: string }, extra: (cmd: Command) => void): Command {
+  cmd
+    .addOption(env(new Option('--config <file>', 'JSON config file (keys: snake_case flag names)'), 'CONFIG'))
+    .addOption(env(new Option('--listen <host:port>', 'address to serve on').default(defaults.listen), 'LISTEN'))
+    .addOption(env(new Option('--admin-listen <host:port>', 'address of /healthz, /readyz, /metrics').default(defaults.adminListen), 'ADMIN_LISTEN'));
+  extra(cmd);
+  return cmd
+    .addOption(env(new Option('--bundle <file>', 'signed trust material (issuer keys)'), 'BUNDLE'))
+    .addOption(env(new Option('--policy-bundle <file>', 'signed policy bundle (trustplane-bundle-v1)'), 'POLICY_BUNDLE'))
+    .addOption(env(new Option('--bundle-signature-public-key <kid=b64url>', 'trusted signing key of the trust material (repeatable)').argParser(collectKeys), 'BUNDLE_SIGNATURE_PUBLIC_KEY'))
+    .addOption(env(new Option('--policy-bundle-signature-public-key <kid=b64url>', 'trusted signing key of the policy bundle (repeatable; default: the trust material keys)').argParser(collectKeys), 'POLICY_BUNDLE_SIGNATURE_PUBLIC_KEY'))
+    .addOption(env(new Option('--policy-bundle-freshness-window <seconds>', 'realtime routes need the bundle confirmed within this window').default('5'), 'POLICY_BUNDLE_FRESHNESS_WINDOW'))
+    .addOption(env(new Option('--route-policy-mode <mode>', 'request (method + path_template) or route-id').choices(['request', 'route-id']).default('request'), 'ROUTE_POLICY_MODE'))
+    .addOption(env(new Option('--route-id <id>', 'the one route this process serves (route-id mode)'), 'ROUTE_ID'))
+    .addOption(env(new Option('--proof-mode <mode>', 'request proof format').choices(['transcript-v1']).default('transcript-v1'), 'PROOF_MODE'))
+    .addOption(env(new Option('--replay <store>', 'replay store: memory, or redis://, rediss://, redis+sentinel://, redis+cluster:// URL').default('memory'), 'REPLAY'))
+    .addOption(env(new Option('--replicas <n>', 'declared number of replicas (the memory replay store needs 1)').default('1'), 'REPLICAS'))
+    .addOption(env(new Option('--audit-log <target>', 'audit events: stdout, off, or a file path').default('stdout'), 'AUDIT_LOG'))
+    .addOption(env(new Option('--skew <seconds>', 'allowed clock skew').default('30'), 'SKEW'))
+    .addOption(env(new Option('--max-lifetime <seconds>', 'maximum passport lifetime').default('900'), 'MAX_LIFETIME'))
+    .addOption(env(new Option('--log-level <level>', 'debug, info, warn, error').choices(['debug', 'info', 'warn', 'error']).default('info'), 'LOG_LEVEL'))
+    .addOption(env(new Option(DEV_ALLOW_UNSIGNED_FLAG, 'DEVELOPMENT ONLY: accept unsigned bundles'), 'DEV_ALLOW_UNSIGNED_BUNDLES'));
+}
+
+/** Validated shared settings (pure: nothing started yet). */
+export interface VerifierSettings {
+  listen: { host: string; port: number };
+  admin: { host: string; port: number };
+  trustMaterialFile: string;
+  policyBundleFile: string;
+  trustKeys: Map<string, Ed25519PublicKey>;
+  policyKeys: Map<string, Ed25519PublicKey>;
+  dev: boolean;
+  replay: string;
+  routeMode: 'request' | 'route-id';
+  routeId: string | undefined;
+  freshnessWindowSeconds: number;
+  skewSeconds: number;
+  maxLifetimeSeconds: number;
+  auditLog: string;
+}
+
+export function verifierSettings(o: VerifierFlags): VerifierSettings {
+  setLogLevel(o.logLevel as LogLevel);
+  const listen = parseHostPort(o.listen, '--listen');
+  const admin = parseHostPort(o.adminListen, '--admin-listen');
+  if (o.bundle === undefined || o.policyBundle === undefined) throw usageError('--bundle <file> and --policy-bundle <file> are required');
+  const dev = o.devAllowUnsignedBundles === true;
+  const trustKeys = parseSigningKeys(o.bundleSignaturePublicKey ?? [], '--bundle-signature-public-key');
+  const policyKeys = o.policyBundleSignaturePublicKey === undefined ? trustKeys : parseSigningKeys(o.policyBundleSignaturePublicKey, '--policy-bundle-signature-public-key');
+  if (!dev && (trustKeys.size === 0 || policyKeys.size === 0)) throw usageError(`--bundle-signature-public-key is required (or ${DEV_ALLOW_UNSIGNED_FLAG} for local development)`);
+  const replicas = positiveInt(o.replicas, '--replicas');
+  if (o.replay === 'memory' && replicas > 1) throw usageError(`--replay memory cannot protect ${replicas} replicas (each would keep its own replay state): use --replay redis://…`);
+  if (o.routePolicyMode === 'route-id' && o.routeId === undefined) throw usageError('--route-policy-mode route-id needs --route-id');
+  return {
+    listen,
+    admin,
+    trustMaterialFile: o.bundle,
+    policyBundleFile: o.policyBundle,
+    trustKeys,
+    policyKeys,
+    dev,
+    replay: o.replay,
+    routeMode: o.routePolicyMode as 'request' | 'route-id',
+    routeId: o.routeId,
+    freshnessWindowSeconds: positiveInt(o.policyBundleFreshnessWindow, '--policy-bundle-freshness-window'),
+    skewSeconds: positiveInt(o.skew, '--skew', true),
+    maxLifetimeSeconds: positiveInt(o.maxLifetime, '--max-lifetime'),
+    auditLog: o.auditLog,
+  };
+}
+
+export interface VerifierRuntime {
+  watcher: BundleWatcher;
+  replayStore: ReplayStore;
+  audit: AuditSink;
+  /** Count reloads in `metrics`, log and audit them as `component`. */
+  observeReloads(metrics: AdapterMetrics, component: AuditComponent): void;
+  /** Resolve on SIGTERM/SIGINT after `stop`; SIGHUP reloads the bundles. */
+  untilStopped(stop: () => Promise<void>): Promise<void>;
+  /** Undo what was started (startup failed later). */
+  abort(): void;
+}
+
+/** Load the bundle pair (refusing to start without a good one) and open the replay store and audit sink. */
+export async function startVerifierRuntime(s: VerifierSettings): Promise<VerifierRuntime> {
+  if (s.dev) log('warn', `${DEV_ALLOW_UNSIGNED_FLAG} is set: unsigned bundles are accepted. Never use this in production.`);
+  const watcher = new BundleWatcher({ trustMaterialFile: s.trustMaterialFile, policyBundleFile: s.policyBundleFile, trustMaterialKeys: s.trustKeys, policyBundleKeys: s.policyKeys, allowUnsigned: s.dev });
+  const rejected: string[] = [];
+  const onStartReject = (e: BundleRejectedEvent) => rejected.push(`${e.reason}: ${e.detail}`);
+  watcher.on('rejected', onStartReject);
+  if (!watcher.start()) {
+    watcher.close();
+    throw failure(`cannot load the bundle pair: ${rejected[0] ?? 'unknown error'}`, 'bundle_policy_missing');
+  }
+  watcher.off('rejected', onStartReject);
+  let replayStore: ReplayStore;
+  if (s.replay === 'memory') replayStore = new MemoryReplayStore();
+  else {
+    let redis: RedisReplayStore;
+    try {
+      redis = new RedisReplayStore(s.replay);
+    } catch (err) {
+      watcher.close();
+      throw usageError(`--replay: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    await redis.ready(3000).catch((err: unknown) => log('warn', 'replay store not ready yet; requests are denied (503) until it is', { error: err instanceof Error ? err.message : String(err) }));
+    replayStore = redis;
+  }
+  const audit = createAuditSink(s.auditLog);
+  return {
+    watcher,
+    replayStore,
+    audit,
+    observeReloads(metrics, component) {
+      const reloadAudit = (accepted: boolean, reason: string, detail: string, version?: number) =>
+        audit.write(buildAuditEvent({ component, accepted, reason_code: reason, detail_reason: detail, occurredAtMs: Date.now(), policy_version: version }));
+      watcher.on('loaded', (e: BundleLoadedEvent) => {
+        metrics.bundleReloads.inc({ result: 'loaded' });
+        log('info', 'bundle pair loaded', { policy_id: e.policyId, policy_version: e.policyVersion });
+        reloadAudit(true, 'bundle_loaded', `policy ${e.policyId} version ${e.policyVersion} loaded`, e.policyVersion);
+      });
+      watcher.on('rejected', (e: BundleRejectedEvent) => {
+        metrics.bundleReloads.inc({ result: 'rejected' });
+        log('warn', 'bundle pair rejected; the last good pair keeps serving', { reason: e.reason, detail: e.detail, serving_policy_version: e.servingPolicyVersion });
+        reloadAudit(false, e.reason, `bundle reload refused: ${e.detail}`, e.servingPolicyVersion);
+      });
+    },
+    untilStopped(stop) {
+      return new Promise<void>((resolve) => {
+        const onSignal = (signal: string) => {
+          log('info', 'shutting down', { signal });
+          watcher.close();
+          void stop().then(resolve);
+        };
+        process.once('SIGTERM', () => onSignal('SIGTERM'));
+        process.once('SIGINT', () => onSignal('SIGINT'));
+        process.on('SIGHUP', () => {
+          log('info', 'SIGHUP: reloading bundles');
+          watcher.reload();
+        });
+      });
+    },
+    abort() {
+      watcher.close();
+      void replayStore.close?.();
+      void audit.close();
+    },
+  };
+}
