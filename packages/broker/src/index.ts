@@ -4,3 +4,4 @@ export * from './broker.js';
 export * from './server.js';
 export * from './client.js';
 export * from './spiffe-source.js';
+export * from './spiffe/index.js';
