@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { MemoryReplayStore, StaticPolicyProvider, compilePolicy, formatPrivateKey, type PolicyBundle } from '@trustplane/core';
 import { startAdapter, MemoryAuditSink, type RunningAdapter } from '@trustplane/adapter';
-import { Broker, brokerIssue, softwareSource, spiffeSource, startBrokerServer, type SignerSource, type BrokerIssueRequest } from '@trustplane/broker';
+import { Broker, brokerIssue, softwareSource, spiffeSource, startBrokerServer, startDevWorkloadApiFor, type SignerSource, type BrokerIssueRequest } from '@trustplane/broker';
 import { brokerKey, BROKER_ISSUER, policyBundle, trustMaterial, startEchoUpstream, type EchoUpstream } from '@trustplane/testkit';
 import { run, tempDir } from './helpers.js';
 
@@ -163,4 +163,47 @@ test('broker serve: usage errors are one clear line, exit 2', async (t) => {
   const badKey = await run('broker', 'serve', '--socket', path.join(dir, 's.sock'), '--issuer', 'i', '--trust-domain', 't', '--signing-key', path.join(dir, 'missing'), '--kid', 'k', '--allow', 'a', '--software-subject', 's');
   assert.equal(badKey.code, 1);
   assert.match(badKey.stderr, /cannot read --signing-key/);
+});
+
+test('SPIFFE end to end: trustplane-broker verifies the SVID from a Workload API endpoint; attested_workload accepted; wrong trust domain refused', async (t) => {
+  const dir = tempDir(t);
+  const keyFile = path.join(dir, 'broker.key');
+  writeFileSync(keyFile, `${formatPrivateKey(brokerKey)}\n`, { mode: 0o600 });
+  const bin = fileURLToPath(new URL('../../bin/trustplane-broker.js', import.meta.url));
+  const startBroker = async (agentSocket: string, socket: string) => {
+    const child = spawn(process.execPath, [bin, '--socket', socket, '--issuer', BROKER_ISSUER, '--trust-domain', 'example.local', '--signing-key', keyFile, '--kid', 'broker-key-1', '--allow', 'orders-api', '--spiffe-socket', `unix://${agentSocket}`, '--spiffe-id-prefix', 'spiffe://example.local/ns/orders', '--audit-log', 'off'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    t.after(() => child.kill('SIGKILL'));
+    for (let i = 0; i < 200 && !stderr.includes('listening'); i++) await new Promise((r) => setTimeout(r, 50));
+    return { child, stderr: () => stderr };
+  };
+
+  const agent = await startDevWorkloadApiFor({ trustDomain: 'example.local', spiffeId: WORKER, socketPath: path.join(dir, 'agent.sock') });
+  t.after(() => agent.stop());
+  const b = await startBroker(agent.socketPath, path.join(dir, 'b.sock'));
+  assert.match(b.stderr(), /SPIFFE SVID spiffe:\/\/example\.local\/ns\/orders\/sa\/worker verified/);
+  assert.match(b.stderr(), /classes: attested_workload/);
+  assert.equal(agent.calls[0]?.metadata['workload.spiffe.io'], 'true', 'the broker sends the Workload API security header');
+
+  const upstream = await startEchoUpstream();
+  const adapter = await startAdapter({ listen: { host: '127.0.0.1', port: 0 }, upstream: upstream.url, policy: new StaticPolicyProvider(compilePolicy(trustMaterial(), bundle())), replayStore: new MemoryReplayStore(), audit: new MemoryAuditSink() });
+  try {
+    const h = await issue(path.join(dir, 'b.sock'), { method: 'GET', url: 'https://orders.example/v1/orders/ord_1', routeId: 'orders.get', requestedKeyBinding: 'attested_workload', ctx: { tool_name: 'orders-worker' } });
+    assert.deepEqual(await send(adapter, 'GET', '/v1/orders/ord_1', h), { status: 200 });
+    assert.equal(upstream.requests[0]!.headers['x-trustplane-subject'], WORKER);
+  } finally {
+    await adapter.close();
+    await upstream.close();
+  }
+
+  // An agent serving an SVID of another trust domain: the broker refuses to attest.
+  const foreign = await startDevWorkloadApiFor({ trustDomain: 'evil.example', spiffeId: 'spiffe://evil.example/ns/orders/sa/worker', socketPath: path.join(dir, 'agent2.sock') });
+  t.after(() => foreign.stop());
+  const b2 = await startBroker(foreign.socketPath, path.join(dir, 'b2.sock'));
+  assert.match(b2.stderr(), /no valid SPIFFE SVID yet \(svid_trust_domain_mismatch/);
+  const refused = await brokerIssue(path.join(dir, 'b2.sock'), { method: 'GET', url: 'https://orders.example/v1/orders/ord_1', audience: 'orders-api', routeId: 'orders.get', requestedKeyBinding: 'attested_workload' });
+  assert.equal(refused.accepted, false);
+  assert.equal(refused.response.reason_code, 'workload_attestation_failed');
+  assert.match(refused.response.error!.message, /svid_trust_domain_mismatch/);
 });

@@ -356,3 +356,13 @@ export async function startDevWorkloadApi(opts: DevWorkloadApiOptions = {}): Pro
     },
   };
 }
+
+/**
+ * One call for demos: a fresh root CA for `trustDomain`, an X509-SVID for `spiffeId` (valid one
+ * hour) and a development Workload API serving it at `socketPath`.
+ */
+export async function startDevWorkloadApiFor(opts: { trustDomain: string; spiffeId: string; socketPath?: string }): Promise<DevWorkloadApi> {
+  const ca = await createTestCa({ trustDomain: opts.trustDomain });
+  const svid = await createTestSvid({ issuer: ca, spiffeId: opts.spiffeId });
+  return startDevWorkloadApi({ ...(opts.socketPath !== undefined ? { socketPath: opts.socketPath } : {}), initial: { svids: [{ spiffeId: opts.spiffeId, chain: [svid], bundle: [ca] }] } });
+}

@@ -76,14 +76,17 @@ function registerServe(broker: Command, io: CliIo): void {
     } catch (err) {
       throw failure(`cannot read --signing-key ${JSON.stringify(o.signingKey)}: ${err instanceof Error ? err.message : String(err)}`, undefined, err);
     }
+    // Every usage check before anything starts (the SPIFFE source opens a stream).
+    if (o.softwareSubject === undefined && o.spiffeSocket === undefined) throw usageError('no signer source: give --software-subject and/or --spiffe-socket');
+    if (o.allowSoftwareFallback === true && o.softwareSubject === undefined) throw usageError('--allow-software-fallback needs --software-subject');
     const sources: SignerSource[] = [];
     if (o.softwareSubject !== undefined) sources.push(softwareSource(o.softwareSubject));
     const spiffe = await spiffeSourceFromOptions(o, o.trustDomain, io);
     if (spiffe !== undefined) sources.push(spiffe.source);
-    if (sources.length === 0) throw usageError('no signer source: give --software-subject and/or --spiffe-socket');
-    if (o.allowSoftwareFallback === true && o.softwareSubject === undefined) throw usageError('--allow-software-fallback needs --software-subject');
 
-    const b = new Broker({
+    let b: Broker;
+    try {
+      b = new Broker({
       policy: {
         issuer: o.issuer,
         trustDomain: o.trustDomain,
@@ -96,6 +99,10 @@ function registerServe(broker: Command, io: CliIo): void {
       },
       sources,
     });
+    } catch (err) {
+      await spiffe?.close();
+      throw failure(`cannot start: ${err instanceof Error ? err.message : String(err)}`);
+    }
     const audit = createAuditSink(o.auditLog);
     const server = await startBrokerServer({
       socketPath: o.socket,
