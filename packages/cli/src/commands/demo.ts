@@ -23,6 +23,7 @@ import {
   type Ed25519PrivateKey,
 } from '@trustplane/core';
 import { startAdapter, createAuditSink } from '@trustplane/adapter';
+import { Broker, WorkloadApiX509Source, brokerIssue, spiffeSource, startBrokerServer, startDevWorkloadApiFor, type BrokerServer, type DevWorkloadApi } from '@trustplane/broker';
 import type { CliIo } from '../output.js';
 
 type Main = (argv: readonly string[], io?: CliIo) => Promise<number>;
@@ -73,6 +74,9 @@ export function registerDemo(program: Command, io: CliIo, main: Main): void {
       let upstream: Server | undefined;
       let adapter: Awaited<ReturnType<typeof startAdapter>> | undefined;
       let watcher: BundleWatcher | undefined;
+      let agent: DevWorkloadApi | undefined;
+      let svids: WorkloadApiX509Source | undefined;
+      let brokerServer: BrokerServer | undefined;
       try {
         say(c('1', 'TrustPlane Auth demo — Acme protects its Orders API without any shared API key'));
         say(c('2', `  working directory: ${dir}`));
@@ -94,10 +98,26 @@ export function registerDemo(program: Command, io: CliIo, main: Main): void {
         const ec2 = mk('ec2-billing', 'https://issuer.acme.example/ec2-jwks', 'ec2:i-0abc123:billing');
         const n8n = mk('n8n-runner', 'https://issuer.acme.example/automation-jwks', 'system:serviceaccount:n8n:n8n-runner', 'acme.example.automation');
         const callers = [local, ec2, n8n];
+        // The same-cluster SPIFFE workload holds no key: a broker beside it does, and issues
+        // attested_workload passports only after verifying the workload's X.509-SVID.
+        const brokerKey = generatePrivateKey();
+        const BROKER = { issuer: 'https://broker.orders.acme.example', kid: 'orders-broker-key-1', trustDomain: 'acme.example' };
+        const WORKLOAD = 'spiffe://acme.example/ns/orders/sa/fulfillment-worker';
+        const spiffeRule = {
+          source_type: 'spiffe_spire',
+          issuer: BROKER.issuer,
+          trust_domain: BROKER.trustDomain,
+          subject_prefix: 'spiffe://acme.example/ns/orders/',
+          required_key_binding: 'attested_workload',
+          provenance_policy: { profile: 'trustplane-spiffe-spire-k8s-v1', required_spiffe_trust_domain: 'acme.example', required_posture: 'spiffe_svid_verified' },
+        };
         const src = (cl: Caller, selector: Record<string, string>) => ({ source_type: 'software_jwks', issuer: cl.issuer, trust_domain: cl.trustDomain, ...selector, required_key_binding: 'software' });
         const trust = {
           version: 'trustplane-trust-material-v1',
-          issuers: callers.map((cl) => ({ issuer: cl.issuer, trust_domain: cl.trustDomain, source_type: 'software_jwks', keys: [{ kid: cl.kid, alg: 'EdDSA', public_key_b64url: encodeBase64url(cl.key.publicKey), status: 'active' }] })),
+          issuers: [
+            ...callers.map((cl) => ({ issuer: cl.issuer, trust_domain: cl.trustDomain, source_type: 'software_jwks', keys: [{ kid: cl.kid, alg: 'EdDSA', public_key_b64url: encodeBase64url(cl.key.publicKey), status: 'active' }] })),
+            { issuer: BROKER.issuer, trust_domain: BROKER.trustDomain, source_type: 'spiffe_spire', keys: [{ kid: BROKER.kid, alg: 'EdDSA', public_key_b64url: encodeBase64url(brokerKey.publicKey), status: 'active' }] },
+          ],
           revocations: [],
         };
         const bundle = {
@@ -112,9 +132,9 @@ export function registerDemo(program: Command, io: CliIo, main: Main): void {
               route_group_id: 'orders',
               api_id: 'orders-api',
               routes: [
-                { route_id: 'orders.list', method: 'GET', path_template: '/orders', risk: 'low', required_key_binding: 'software', freshness_class: 'bounded', max_staleness_seconds: 300, allowed_sources: [src(local, { subject_exact: local.subject }), src(ec2, { subject_prefix: 'ec2:i-' }), src(n8n, { subject_exact: n8n.subject })] },
+                { route_id: 'orders.list', method: 'GET', path_template: '/orders', risk: 'low', required_key_binding: 'software', freshness_class: 'bounded', max_staleness_seconds: 300, allowed_sources: [src(local, { subject_exact: local.subject }), src(ec2, { subject_prefix: 'ec2:i-' }), spiffeRule, src(n8n, { subject_exact: n8n.subject })] },
                 { route_id: 'orders.get', method: 'GET', path_template: '/orders/{order_id}', risk: 'low', required_key_binding: 'software', freshness_class: 'bounded', max_staleness_seconds: 300, allowed_sources: [src(local, { subject_exact: local.subject })] },
-                { route_id: 'orders.refund', method: 'POST', path_template: '/orders/{order_id}/refund', risk: 'high', required_key_binding: 'attested_workload', freshness_class: 'realtime', allowed_sources: [src(ec2, { subject_prefix: 'ec2:i-' })] },
+                { route_id: 'orders.refund', method: 'POST', path_template: '/orders/{order_id}/refund', risk: 'high', required_key_binding: 'attested_workload', freshness_class: 'realtime', allowed_sources: [src(ec2, { subject_prefix: 'ec2:i-' }), spiffeRule] },
               ],
             },
           ],
@@ -137,8 +157,26 @@ export function registerDemo(program: Command, io: CliIo, main: Main): void {
         const keys = new Map([['acme-bundles-2026', parsePublicKey(encodeBase64url(signer.publicKey))]]);
         watcher = new BundleWatcher({ trustMaterialFile: f('trust-material.json'), policyBundleFile: f('policy-bundle.json'), trustMaterialKeys: keys, policyBundleKeys: keys, pollIntervalMs: 100 });
         if (!watcher.start()) throw new Error('the signed bundles did not load');
-        adapter = await startAdapter({ listen: { host: '127.0.0.1', port }, upstream: upstreamUrl, policy: watcher, replayStore: new MemoryReplayStore(), audit: createAuditSink(f('audit.jsonl')) });
+        const auditSink = createAuditSink(f('audit.jsonl'));
+        adapter = await startAdapter({ listen: { host: '127.0.0.1', port }, upstream: upstreamUrl, policy: watcher, replayStore: new MemoryReplayStore(), audit: auditSink });
         say(c('2', `    adapter ${adapter.url} → Orders API ${upstreamUrl}; audit log ${f('audit.jsonl')}`));
+
+        say(c('1', '   Start a broker beside the SPIFFE workload, with a (development) SPIFFE Workload API endpoint'));
+        agent = await startDevWorkloadApiFor({ trustDomain: 'acme.example', spiffeId: WORKLOAD, socketPath: f('spire-agent.sock') });
+        svids = new WorkloadApiX509Source({ socketPath: agent.socketPath, trustDomain: 'acme.example', selector: { prefix: 'spiffe://acme.example/ns/orders' } });
+        const svid = await svids.ready(5000);
+        if (!svid.ok) throw new Error(`the broker could not verify the demo SVID: ${svid.code}: ${svid.detail}`);
+        brokerServer = await startBrokerServer({
+          socketPath: f('broker.sock'),
+          broker: new Broker({ policy: { issuer: BROKER.issuer, trustDomain: BROKER.trustDomain, signingKey: brokerKey, kid: BROKER.kid, allow: [{ audience: 'orders-api', routes: ['*'] }] }, sources: [spiffeSource(svids)] }),
+          onAudit: (e) => auditSink.write(e),
+        });
+        say(c('2', `    broker ${f('broker.sock')} (0600); SVID ${svid.identity.spiffeId} verified against the trust domain bundle`));
+        const viaBroker = async (method: string, path: string, routeId: string) => {
+          const r = await brokerIssue(f('broker.sock'), { method, url: `${base}${path}`, audience: 'orders-api', routeId, requestedKeyBinding: 'attested_workload' });
+          if (!r.accepted) return Promise.resolve(new Response(JSON.stringify({ reason: r.response.reason_code }), { status: 599 }));
+          return fetch(`${base}${path}`, { method, headers: r.headers });
+        };
 
         const fetchAs = (cl: Caller, routeId: string, audience = 'orders-api') =>
           createSignedFetch({ privateKey: cl.key, kid: cl.kid, issuer: cl.issuer, subject: cl.subject, trustDomain: cl.trustDomain, audience, routeId, ttlSeconds: 300 });
@@ -164,7 +202,10 @@ export function registerDemo(program: Command, io: CliIo, main: Main): void {
           const r = await status(fetchAs(cl, 'orders.list')(`${base}/orders?status=open&limit=10`));
           check(`${label}: GET /orders`, r.status === 200 && r.text.includes(cl.subject), `${r.status} ${r.status === 200 ? `upstream saw ${cl.subject}` : r.reason}`);
         }
-        say(c('33', '  ○ same-cluster SPIFFE workload through the broker: the broker is not in this build yet (see docs/architecture.md)'));
+        const spiffeList = await status(viaBroker('GET', '/orders?status=open', 'orders.list'));
+        check('same-cluster SPIFFE workload through the broker (attested_workload): GET /orders', spiffeList.status === 200 && spiffeList.text.includes(WORKLOAD), `${spiffeList.status} ${spiffeList.status === 200 ? `upstream saw ${WORKLOAD}` : spiffeList.reason}`);
+        const refund = await status(viaBroker('POST', '/orders/ord_1/refund', 'orders.refund'));
+        check('the same workload on the high-risk refund route (needs attested_workload)', refund.status === 200, `${refund.status} ${refund.reason}`);
 
         say();
         say(c('1', '4. Attacks — each denied before the Orders API is contacted'));
@@ -226,6 +267,9 @@ export function registerDemo(program: Command, io: CliIo, main: Main): void {
         if (opts.keep === true) say(c('2', `kept ${dir}`));
       } finally {
         watcher?.close();
+        await brokerServer?.close();
+        await svids?.close();
+        await agent?.stop();
         await adapter?.close(2000);
         await new Promise<void>((r) => (upstream === undefined ? r() : upstream.close(() => r())));
         if (opts.keep !== true) rmSync(dir, { recursive: true, force: true });
