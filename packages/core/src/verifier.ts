@@ -54,6 +54,12 @@ export interface PolicySnapshot {
 
 export interface PolicyProvider {
   current(): PolicySnapshot | undefined;
+  /**
+   * Told when a passport names a kid the current policy does not know (the request is denied
+   * `unknown_issuer_key` regardless). A provider that fetches keys (JwksTrustSource) may refetch,
+   * rate-limited; it must return at once and never throw.
+   */
+  onUnknownKid?(kid: string): void;
 }
 
 export interface VerifierOptions {
@@ -352,7 +358,10 @@ export class Verifier {
     // 4. Passport: parse (alg allow-list first), issuer key by kid, signature.
     const parsed = parsePassport(token);
     const key = policy.keysByKid.get(parsed.header.kid);
-    if (key === undefined) return deny('unknown_issuer_key', `kid ${parsed.header.kid.slice(0, 128)} is not in the trust material`, ctx);
+    if (key === undefined) {
+      this.policy.onUnknownKid?.(parsed.header.kid);
+      return deny('unknown_issuer_key', `kid ${parsed.header.kid.slice(0, 128)} is not in the trust material`, ctx);
+    }
     if (!this.backend.verify(key.key, parsed.signingInput, parsed.signature)) return deny('invalid_passport_signature', `passport signature does not verify with kid ${key.kid}`, ctx);
 
     // 5. Claims and time window.

@@ -17,9 +17,10 @@ import {
   type BundleLoadedEvent,
   type BundleRejectedEvent,
   type Ed25519PublicKey,
+  type PolicyProvider,
   type ReplayStore,
 } from '@trustplane/core';
-import { RedisReplayStore, createAuditSink, log, setLogLevel, type AdapterMetrics, type AuditSink, type LogLevel } from '@trustplane/adapter';
+import { JwksTrustSource, RedisReplayStore, createAuditSink, log, setLogLevel, type AdapterMetrics, type AuditSink, type LogLevel } from '@trustplane/adapter';
 import { usageError, failure } from '../output.js';
 import { defaultKid } from '../files.js';
 
@@ -42,6 +43,7 @@ export interface VerifierFlags {
   maxLifetime: string;
   logLevel: string;
   devAllowUnsignedBundles?: boolean;
+  allowJwksFetch?: boolean;
 }
 
 /** HOST:PORT (IPv6 as [::1]:PORT). */
@@ -94,6 +96,7 @@ export const VERIFIER_CONFIG_KEYS: Readonly<Record<string, string>> = {
   max_lifetime: 'maxLifetime',
   log_level: 'logLevel',
   dev_allow_unsigned_bundles: 'devAllowUnsignedBundles',
+  allow_jwks_fetch: 'allowJwksFetch',
 };
 
 /** Apply a JSON config file to every option still at its default (flags and env win). */
@@ -142,6 +145,7 @@ export function addVerifierOptions(cmd: Command, defaults: { listen: string; adm
     .addOption(env(new Option('--skew <seconds>', 'allowed clock skew').default('30'), 'SKEW'))
     .addOption(env(new Option('--max-lifetime <seconds>', 'maximum passport lifetime').default('900'), 'MAX_LIFETIME'))
     .addOption(env(new Option('--log-level <level>', 'debug, info, warn, error').choices(['debug', 'info', 'warn', 'error']).default('info'), 'LOG_LEVEL'))
+    .addOption(env(new Option('--allow-jwks-fetch', "also trust keys fetched from the trust material's jwks_uri entries (opt-in; pinned keys are the default)"), 'ALLOW_JWKS_FETCH'))
     .addOption(env(new Option(DEV_ALLOW_UNSIGNED_FLAG, 'DEVELOPMENT ONLY: accept unsigned bundles'), 'DEV_ALLOW_UNSIGNED_BUNDLES'));
 }
 
@@ -161,6 +165,7 @@ export interface VerifierSettings {
   skewSeconds: number;
   maxLifetimeSeconds: number;
   auditLog: string;
+  allowJwksFetch: boolean;
 }
 
 export function verifierSettings(o: VerifierFlags): VerifierSettings {
@@ -190,11 +195,16 @@ export function verifierSettings(o: VerifierFlags): VerifierSettings {
     skewSeconds: positiveInt(o.skew, '--skew', true),
     maxLifetimeSeconds: positiveInt(o.maxLifetime, '--max-lifetime'),
     auditLog: o.auditLog,
+    allowJwksFetch: o.allowJwksFetch === true,
   };
 }
 
 export interface VerifierRuntime {
   watcher: BundleWatcher;
+  /** What the verifier reads: the watcher, or the JWKS trust source in front of it. */
+  policy: PolicyProvider;
+  /** Extra readiness (JWKS issuers fetched), for /readyz. */
+  extraReadiness: (() => string | undefined) | undefined;
   replayStore: ReplayStore;
   audit: AuditSink;
   /** Count reloads in `metrics`, log and audit them as `component`. */
@@ -231,8 +241,19 @@ export async function startVerifierRuntime(s: VerifierSettings): Promise<Verifie
     replayStore = redis;
   }
   const audit = createAuditSink(s.auditLog);
+  let jwks: JwksTrustSource | undefined;
+  if (s.allowJwksFetch) {
+    jwks = new JwksTrustSource({
+      bundles: watcher,
+      onEvent: (e) => log(e.type === 'fetched' ? 'info' : 'warn', `jwks: ${e.type.replace('_', ' ')}`, { issuer: e.issuer, jwks_uri: e.jwksUri, detail: e.detail }),
+    });
+    // Startup waits a little for the first fetch; readiness reports what is still missing.
+    await Promise.race([jwks.start(), new Promise((r) => setTimeout(r, 5000).unref())]);
+  }
   return {
     watcher,
+    policy: jwks ?? watcher,
+    extraReadiness: jwks === undefined ? undefined : () => jwks.readiness(),
     replayStore,
     audit,
     observeReloads(metrics, component) {
@@ -254,6 +275,7 @@ export async function startVerifierRuntime(s: VerifierSettings): Promise<Verifie
         const onSignal = (signal: string) => {
           log('info', 'shutting down', { signal });
           watcher.close();
+          jwks?.close();
           void stop().then(resolve);
         };
         process.once('SIGTERM', () => onSignal('SIGTERM'));
@@ -266,6 +288,7 @@ export async function startVerifierRuntime(s: VerifierSettings): Promise<Verifie
     },
     abort() {
       watcher.close();
+      jwks?.close();
       void replayStore.close?.();
       void audit.close();
     },

@@ -39,7 +39,8 @@ export function registerVerifier(program: Command, io: CliIo): void {
     const v = await startForwardAuthVerifier({
       listen: s.listen,
       admin: s.admin,
-      policy: rt.watcher,
+      policy: rt.policy,
+      ...(rt.extraReadiness !== undefined ? { extraReadiness: rt.extraReadiness } : {}),
       replayStore: rt.replayStore,
       audit: rt.audit,
       trustForwardedHeaders: o.trustForwardedHeaders === true,

@@ -1,0 +1,257 @@
+/**
+ * Trusting an issuer by `jwks_uri` (opt-in; pinned keys in the trust material are the default).
+ *
+ * A `PolicyProvider` in front of the bundle watcher: for every issuer of the loaded trust
+ * material that has a `jwks_uri`, the issuer's JWKS is fetched (https, or http on loopback only;
+ * a 64 KiB cap; a timeout; the strict JSON parser; RFC 8037 OKP Ed25519 keys only, private
+ * members refused) and its keys are added to that issuer's pinned keys. The verifier reads a
+ * policy compiled from the merged trust material — recompiled only when the bundle pair or a key
+ * set changes, never per request.
+ *
+ * Caching: a key set is refreshed when its Cache-Control max-age (bounded to 60 s .. 1 h, default
+ * 300 s) runs out; a passport with an unknown kid triggers a refresh at most once per 30 s per
+ * issuer (the request itself is still denied `unknown_issuer_key`; verification never waits on a
+ * fetch). When the issuer is down or answers garbage, the last good key set keeps serving.
+ * Readiness fails while an issuer has never been fetched successfully. A fetched kid that an
+ * issuer's pinned keys (or another issuer) already use is refused, so fetching can add keys but
+ * never replace or move a pinned one.
+ */
+import { request } from 'undici';
+import {
+  FormatError,
+  compilePolicy,
+  isJsonObject,
+  parseJsonStrict,
+  systemClock,
+  trustKeysFromJwks,
+  type BundlePair,
+  type Clock,
+  type CompiledPolicy,
+  type PolicySnapshot,
+  type PolicyProvider,
+  type TrustKey,
+  type TrustMaterial,
+} from '@trustplane/core';
+
+export interface BundlePairSource {
+  current(): PolicySnapshot | undefined;
+  currentPair(): BundlePair | undefined;
+}
+
+export interface JwksTrustSourceEvent {
+  type: 'fetched' | 'fetch_failed' | 'key_refused';
+  issuer: string;
+  jwksUri: string;
+  detail: string;
+  kids?: string[];
+}
+
+export interface JwksTrustSourceOptions {
+  bundles: BundlePairSource;
+  clock?: Clock;
+  fetchTimeoutMs?: number;
+  maxBytes?: number;
+  minTtlSeconds?: number;
+  maxTtlSeconds?: number;
+  defaultTtlSeconds?: number;
+  /** At most one refresh per issuer per this many seconds on unknown kids and after failures (default 30). */
+  refetchIntervalSeconds?: number;
+  /** Background check for expired key sets (default 5000 ms; 0 = only on demand). */
+  pollMs?: number;
+  onEvent?: (e: JwksTrustSourceEvent) => void;
+}
+
+interface KeySet {
+  readonly issuer: string;
+  readonly uri: string;
+  keys: TrustKey[] | undefined;
+  expiresAtMs: number;
+  lastAttemptMs: number;
+  inflight: Promise<void> | undefined;
+  lastError: string | undefined;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '[::1]', 'localhost']);
+
+/** Why a jwks_uri may not be fetched, or undefined. */
+export function jwksUriProblem(uri: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(uri);
+  } catch {
+    return 'not a URL';
+  }
+  if (u.username !== '' || u.password !== '') return 'must not carry credentials';
+  if (u.protocol === 'https:') return undefined;
+  if (u.protocol === 'http:' && LOOPBACK.has(u.hostname)) return undefined;
+  return 'must be https (http only on loopback)';
+}
+
+function maxAgeOf(cacheControl: string | string[] | undefined): number | undefined {
+  const v = Array.isArray(cacheControl) ? cacheControl.join(',') : cacheControl;
+  const m = v === undefined ? null : /(?:^|,)\s*max-age\s*=\s*(\d{1,9})\s*(?:,|$)/i.exec(v);
+  return m === null ? undefined : Number(m[1]);
+}
+
+export class JwksTrustSource implements PolicyProvider {
+  private readonly opts: JwksTrustSourceOptions;
+  private readonly clock: Clock;
+  private readonly sets = new Map<string, KeySet>();
+  private version = 0;
+  private compiled: { pair: BundlePair; version: number; policy: CompiledPolicy } | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(opts: JwksTrustSourceOptions) {
+    this.opts = opts;
+    this.clock = opts.clock ?? systemClock;
+    const pair = opts.bundles.currentPair();
+    if (pair !== undefined) this.sync(pair.trust);
+    const poll = opts.pollMs ?? 5000;
+    if (poll > 0) {
+      this.timer = setInterval(() => this.refreshDue(), poll);
+      this.timer.unref();
+    }
+  }
+
+  /** Fetch every key set now (startup); resolves when all attempts ended. */
+  async start(): Promise<void> {
+    const pair = this.opts.bundles.currentPair();
+    if (pair !== undefined) this.sync(pair.trust);
+    await Promise.all([...this.sets.values()].map((s) => this.refresh(s)));
+  }
+
+  close(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+  }
+
+  current(): PolicySnapshot | undefined {
+    const snap = this.opts.bundles.current();
+    const pair = this.opts.bundles.currentPair();
+    if (snap === undefined || pair === undefined) return snap;
+    if (this.compiled?.pair !== pair) this.sync(pair.trust);
+    if (this.sets.size === 0) return snap;
+    if (this.compiled === undefined || this.compiled.pair !== pair || this.compiled.version !== this.version) {
+      this.compiled = { pair, version: this.version, policy: this.compile(pair) };
+    }
+    return { policy: this.compiled.policy, confirmedAtMs: snap.confirmedAtMs };
+  }
+
+  onUnknownKid(_kid: string): void {
+    const now = this.clock.now();
+    const interval = (this.opts.refetchIntervalSeconds ?? 30) * 1000;
+    for (const s of this.sets.values()) if (now - s.lastAttemptMs >= interval) void this.refresh(s);
+  }
+
+  /** Undefined when every jwks issuer has a key set; else what is missing (for /readyz). */
+  readiness(): string | undefined {
+    const pair = this.opts.bundles.currentPair();
+    if (pair !== undefined && this.compiled?.pair !== pair) this.sync(pair.trust);
+    const missing = [...this.sets.values()].filter((s) => s.keys === undefined);
+    if (missing.length === 0) return undefined;
+    return `no JWKS fetched yet for ${missing.map((s) => `${s.issuer} (${s.lastError ?? 'pending'})`).join(', ')}`;
+  }
+
+  /** Align the key sets with the issuers of the trust material that have a jwks_uri. */
+  private sync(trust: TrustMaterial): void {
+    const wanted = new Map<string, string>();
+    for (const iss of trust.issuers) if (typeof iss.jwks_uri === 'string' && iss.jwks_uri !== '') wanted.set(iss.issuer, iss.jwks_uri);
+    for (const [issuer, s] of this.sets) {
+      if (wanted.get(issuer) !== s.uri) {
+        this.sets.delete(issuer);
+        this.version++;
+      }
+    }
+    for (const [issuer, uri] of wanted) {
+      if (this.sets.has(issuer)) continue;
+      const s: KeySet = { issuer, uri, keys: undefined, expiresAtMs: 0, lastAttemptMs: -Infinity, inflight: undefined, lastError: undefined };
+      this.sets.set(issuer, s);
+      void this.refresh(s);
+    }
+  }
+
+  private refreshDue(): void {
+    const now = this.clock.now();
+    const interval = (this.opts.refetchIntervalSeconds ?? 30) * 1000;
+    for (const s of this.sets.values()) {
+      const due = s.keys === undefined ? now - s.lastAttemptMs >= interval : now >= s.expiresAtMs;
+      if (due) void this.refresh(s);
+    }
+  }
+
+  private refresh(s: KeySet): Promise<void> {
+    s.inflight ??= this.fetchInto(s).finally(() => {
+      s.inflight = undefined;
+    });
+    return s.inflight;
+  }
+
+  private event(e: JwksTrustSourceEvent): void {
+    try {
+      this.opts.onEvent?.(e);
+    } catch {
+      /* an observer's failure is not ours */
+    }
+  }
+
+  private async fetchInto(s: KeySet): Promise<void> {
+    s.lastAttemptMs = this.clock.now();
+    try {
+      const problem = jwksUriProblem(s.uri);
+      if (problem !== undefined) throw new FormatError('jwks_uri_refused', `jwks_uri ${s.uri}: ${problem}`);
+      const max = this.opts.maxBytes ?? 64 * 1024;
+      const timeout = this.opts.fetchTimeoutMs ?? 5000;
+      const res = await request(s.uri, { method: 'GET', headers: { accept: 'application/json' }, headersTimeout: timeout, bodyTimeout: timeout, signal: AbortSignal.timeout(timeout) });
+      if (res.statusCode !== 200) {
+        await res.body.dump();
+        throw new FormatError('jwks_fetch_failed', `HTTP ${res.statusCode}`);
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > max) {
+          res.body.destroy();
+          throw new FormatError('jwks_too_large', `the JWKS exceeds ${max} bytes`);
+        }
+        chunks.push(chunk);
+      }
+      const doc = parseJsonStrict(Buffer.concat(chunks, size).toString('utf8'));
+      if (!isJsonObject(doc)) throw new FormatError('jwks_invalid', 'the JWKS is not a JSON object');
+      const { keys } = trustKeysFromJwks(doc);
+      const ttl = Math.min(this.opts.maxTtlSeconds ?? 3600, Math.max(this.opts.minTtlSeconds ?? 60, maxAgeOf(res.headers['cache-control']) ?? this.opts.defaultTtlSeconds ?? 300));
+      s.expiresAtMs = this.clock.now() + ttl * 1000;
+      s.lastError = undefined;
+      const before = JSON.stringify(s.keys ?? null);
+      s.keys = keys;
+      if (JSON.stringify(keys) !== before) this.version++;
+      this.event({ type: 'fetched', issuer: s.issuer, jwksUri: s.uri, detail: `${keys.length} key(s), cached ${ttl} s`, kids: keys.map((k) => k.kid) });
+    } catch (err) {
+      s.lastError = err instanceof Error ? err.message.slice(0, 200) : String(err);
+      // Keep the last good set; try again after the refetch interval.
+      s.expiresAtMs = this.clock.now() + (this.opts.refetchIntervalSeconds ?? 30) * 1000;
+      this.event({ type: 'fetch_failed', issuer: s.issuer, jwksUri: s.uri, detail: `${s.lastError}; ${s.keys === undefined ? 'no key set yet' : 'keeping the last good key set'}` });
+    }
+  }
+
+  private compile(pair: BundlePair): CompiledPolicy {
+    const pinned = new Set(pair.trust.issuers.flatMap((i) => i.keys.map((k) => k.kid)));
+    const seen = new Set(pinned);
+    const issuers = pair.trust.issuers.map((iss) => {
+      const set = this.sets.get(iss.issuer);
+      if (set?.keys === undefined) return iss;
+      const extra: TrustKey[] = [];
+      for (const k of set.keys) {
+        if (seen.has(k.kid)) {
+          if (!iss.keys.some((p) => p.kid === k.kid && p.public_key_b64url === k.public_key_b64url)) {
+            this.event({ type: 'key_refused', issuer: iss.issuer, jwksUri: set.uri, detail: `fetched kid ${k.kid} is already used by a pinned or another issuer's key; ignored` });
+          }
+          continue;
+        }
+        seen.add(k.kid);
+        extra.push(k);
+      }
+      return { ...iss, keys: [...iss.keys, ...extra] };
+    });
+    return compilePolicy({ ...pair.trust, issuers }, pair.bundle);
+  }
+}
