@@ -245,7 +245,8 @@ export class WorkloadApiX509Source {
     });
     call.on('error', (err: Partial<grpc.ServiceError>) => {
       const code = typeof err.code === 'number' ? (grpc.status[err.code] ?? String(err.code)) : 'UNKNOWN';
-      const details = typeof err.details === 'string' ? err.details.slice(0, 200) : '';
+      // grpc-js appends an empty "Resolution note:" to connection failures; keep the useful part.
+      const details = typeof err.details === 'string' ? err.details.replace(/\s*Resolution note:\s*$/, '').slice(0, 200) : '';
       down(`Workload API stream failed: ${code}${details === '' ? '' : `: ${details}`}`);
     });
     call.on('end', () => down('the Workload API ended the stream'));

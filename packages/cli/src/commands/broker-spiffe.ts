@@ -3,8 +3,7 @@
  * broker grant `attested_workload` while the workload's SVID validates (docs/spiffe.md).
  */
 import { Option, type Command } from 'commander';
-import { WorkloadApiX509Source, parseWorkloadApiSocket, spiffeSource, type SignerSource, type SpiffeIdSelector } from '@trustplane/broker';
-import { log } from '@trustplane/adapter';
+import type { SignerSource, SpiffeIdSelector, WorkloadApiX509Source } from '@trustplane/broker';
 import { usageError, type CliIo } from '../output.js';
 
 export interface SpiffeCliOptions {
@@ -33,6 +32,8 @@ export async function spiffeSourceFromOptions(o: SpiffeCliOptions, trustDomain: 
   }
   const timeout = Number(o.spiffeReadyTimeoutMs);
   if (!/^\d+$/.test(o.spiffeReadyTimeoutMs) || !Number.isSafeInteger(timeout)) throw usageError(`--spiffe-ready-timeout-ms must be a non-negative integer, got ${JSON.stringify(o.spiffeReadyTimeoutMs)}`);
+  const { WorkloadApiX509Source, parseWorkloadApiSocket, spiffeSource } = await import('@trustplane/broker');
+  const { log } = await import('@trustplane/adapter');
   const selector: SpiffeIdSelector | undefined = o.spiffeId !== undefined ? { exact: o.spiffeId } : o.spiffeIdPrefix !== undefined ? { prefix: o.spiffeIdPrefix } : undefined;
   let source: WorkloadApiX509Source;
   try {

@@ -6,8 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { readPrivateKeyFile, isSignerClass, type HeaderEntry, type SignerClass } from '@trustplane/core';
-import { Broker, BrokerClientError, brokerIssue, softwareSource, startBrokerServer, type BrokerAllowRule, type SignerSource } from '@trustplane/broker';
-import { createAuditSink, log } from '@trustplane/adapter';
+// The broker and adapter libraries (gRPC, undici, …) load only when a command runs.
+import type { Broker, BrokerAllowRule, SignerSource } from '@trustplane/broker';
 import { collectHeader, parseNonEmpty, parseText, isToken } from '../options.js';
 import { failure, usageError, writeJson, type CliIo } from '../output.js';
 import { curlCommand } from './sign.js';
@@ -66,6 +66,8 @@ function registerServe(broker: Command, io: CliIo): void {
     .addOption(env(new Option('--read-timeout-ms <ms>', 'drop a client that has not sent its line within this time').default('5000'), 'READ_TIMEOUT_MS'));
   addSpiffeOptions(cmd);
   cmd.action(async (o: ServeOptions) => {
+    const { Broker, softwareSource, startBrokerServer } = await import('@trustplane/broker');
+    const { createAuditSink, log } = await import('@trustplane/adapter');
     const ttl = positiveInt(o.ttl, '--ttl', 900);
     const readTimeoutMs = positiveInt(o.readTimeoutMs, '--read-timeout-ms');
     const socketGid = o.socketGid === undefined ? undefined : positiveInt(o.socketGid, '--socket-gid');
@@ -194,6 +196,7 @@ function registerIssue(broker: Command, io: CliIo): void {
         }
       } else if (o.data !== undefined) body = Buffer.from(o.data, 'utf8');
       const headers = o.header ?? [];
+      const { BrokerClientError, brokerIssue } = await import('@trustplane/broker');
       let result;
       try {
         result = await brokerIssue(o.socket, {
@@ -214,7 +217,8 @@ function registerIssue(broker: Command, io: CliIo): void {
       }
       if (!result.accepted) {
         if (o.json === true) writeJson(io, result.response);
-        throw failure(`the broker refused: ${result.response.reason_code}: ${result.response.error?.message ?? ''}`, result.response.reason_code);
+        // `trustplane: <reason_code>: the broker refused (<its message>)`
+        throw failure(`the broker refused (${result.response.error?.message ?? 'no message'})`, result.response.reason_code);
       }
       const all: Record<string, string> = Object.fromEntries([...headers.map((h) => [h.name, h.value] as const), ...Object.entries(result.headers)]);
       if (o.curl !== true) {

@@ -22,8 +22,8 @@ import {
   signRequest,
   type Ed25519PrivateKey,
 } from '@trustplane/core';
-import { startAdapter, createAuditSink } from '@trustplane/adapter';
-import { Broker, WorkloadApiX509Source, brokerIssue, spiffeSource, startBrokerServer, startDevWorkloadApiFor, type BrokerServer, type DevWorkloadApi } from '@trustplane/broker';
+import type { startAdapter as StartAdapter } from '@trustplane/adapter';
+import type { BrokerServer, DevWorkloadApi } from '@trustplane/broker';
 import type { CliIo } from '../output.js';
 
 type Main = (argv: readonly string[], io?: CliIo) => Promise<number>;
@@ -54,6 +54,8 @@ export function registerDemo(program: Command, io: CliIo, main: Main): void {
     .description('Run the Acme Orders demo locally: adapter, signed bundles, callers and attacks (loopback and temp files only)')
     .option('--keep', 'keep the temporary directory (bundles, keys, audit log) for inspection')
     .action(async (opts: { keep?: boolean }) => {
+      const { startAdapter, createAuditSink } = await import('@trustplane/adapter');
+      const { Broker, WorkloadApiX509Source, brokerIssue, spiffeSource, startBrokerServer, startDevWorkloadApiFor } = await import('@trustplane/broker');
       const color = process.stdout.isTTY && process.env['NO_COLOR'] === undefined;
       const c = (code: string, s: string) => (color ? `\u001b[${code}m${s}\u001b[0m` : s);
       const say = (s = '') => io.stdout(`${s}\n`);
@@ -72,10 +74,10 @@ export function registerDemo(program: Command, io: CliIo, main: Main): void {
       const dir = mkdtempSync(join(tmpdir(), 'trustplane-demo-'));
       const f = (n: string) => join(dir, n);
       let upstream: Server | undefined;
-      let adapter: Awaited<ReturnType<typeof startAdapter>> | undefined;
+      let adapter: Awaited<ReturnType<typeof StartAdapter>> | undefined;
       let watcher: BundleWatcher | undefined;
       let agent: DevWorkloadApi | undefined;
-      let svids: WorkloadApiX509Source | undefined;
+      let svids: InstanceType<typeof WorkloadApiX509Source> | undefined;
       let brokerServer: BrokerServer | undefined;
       try {
         say(c('1', 'TrustPlane Auth demo — Acme protects its Orders API without any shared API key'));

@@ -5,7 +5,6 @@
  */
 import { Option, type Command } from 'commander';
 import { IssuerKeyring, startIssuer, type KeyringOptions } from '@trustplane/issuer';
-import { log } from '@trustplane/adapter';
 import { failure, usageError, writeJson, type CliIo } from '../output.js';
 import { parseHostPort, positiveInt } from './runtime.js';
 
@@ -57,6 +56,7 @@ export function registerIssuer(program: Command, io: CliIo): void {
       throw usageError(`--issuer ${JSON.stringify(o.issuer)} is not a URL (or give --public-url)`);
     }
     const keyring = openKeyring(o);
+    const { log } = await import('@trustplane/adapter');
     const svc = await startIssuer({ listen, issuer: o.issuer, keyring, ...(o.publicUrl !== undefined ? { publicUrl: o.publicUrl } : {}), onLog: (level, msg, fields) => log(level, msg, fields) }).catch((err: unknown) => {
       throw failure(`cannot start: ${err instanceof Error ? err.message : String(err)}`);
     });

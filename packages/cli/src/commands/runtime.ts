@@ -20,7 +20,8 @@ import {
   type PolicyProvider,
   type ReplayStore,
 } from '@trustplane/core';
-import { JwksTrustSource, RedisReplayStore, createAuditSink, log, setLogLevel, type AdapterMetrics, type AuditSink, type LogLevel } from '@trustplane/adapter';
+// @trustplane/adapter (undici, ioredis, prom-client) loads only when a server command runs.
+import type { AdapterMetrics, AuditSink, JwksTrustSource as JwksTrustSourceT, LogLevel, RedisReplayStore as RedisReplayStoreT } from '@trustplane/adapter';
 import { usageError, failure } from '../output.js';
 import { defaultKid } from '../files.js';
 
@@ -166,10 +167,10 @@ export interface VerifierSettings {
   maxLifetimeSeconds: number;
   auditLog: string;
   allowJwksFetch: boolean;
+  logLevel: LogLevel;
 }
 
 export function verifierSettings(o: VerifierFlags): VerifierSettings {
-  setLogLevel(o.logLevel as LogLevel);
   const listen = parseHostPort(o.listen, '--listen');
   const admin = parseHostPort(o.adminListen, '--admin-listen');
   if (o.bundle === undefined || o.policyBundle === undefined) throw usageError('--bundle <file> and --policy-bundle <file> are required');
@@ -196,6 +197,7 @@ export function verifierSettings(o: VerifierFlags): VerifierSettings {
     maxLifetimeSeconds: positiveInt(o.maxLifetime, '--max-lifetime'),
     auditLog: o.auditLog,
     allowJwksFetch: o.allowJwksFetch === true,
+    logLevel: o.logLevel as LogLevel,
   };
 }
 
@@ -217,6 +219,8 @@ export interface VerifierRuntime {
 
 /** Load the bundle pair (refusing to start without a good one) and open the replay store and audit sink. */
 export async function startVerifierRuntime(s: VerifierSettings): Promise<VerifierRuntime> {
+  const { JwksTrustSource, RedisReplayStore, createAuditSink, log, setLogLevel } = await import('@trustplane/adapter');
+  setLogLevel(s.logLevel);
   if (s.dev) log('warn', `${DEV_ALLOW_UNSIGNED_FLAG} is set: unsigned bundles are accepted. Never use this in production.`);
   const watcher = new BundleWatcher({ trustMaterialFile: s.trustMaterialFile, policyBundleFile: s.policyBundleFile, trustMaterialKeys: s.trustKeys, policyBundleKeys: s.policyKeys, allowUnsigned: s.dev });
   const rejected: string[] = [];
@@ -230,7 +234,7 @@ export async function startVerifierRuntime(s: VerifierSettings): Promise<Verifie
   let replayStore: ReplayStore;
   if (s.replay === 'memory') replayStore = new MemoryReplayStore();
   else {
-    let redis: RedisReplayStore;
+    let redis: RedisReplayStoreT;
     try {
       redis = new RedisReplayStore(s.replay);
     } catch (err) {
@@ -241,7 +245,7 @@ export async function startVerifierRuntime(s: VerifierSettings): Promise<Verifie
     replayStore = redis;
   }
   const audit = createAuditSink(s.auditLog);
-  let jwks: JwksTrustSource | undefined;
+  let jwks: JwksTrustSourceT | undefined;
   if (s.allowJwksFetch) {
     jwks = new JwksTrustSource({
       bundles: watcher,

@@ -23,8 +23,6 @@ import {
   type BundleRejectedEvent,
   type Ed25519PrivateKey,
 } from '@trustplane/core';
-import { startAdapter, createAuditSink, log } from '@trustplane/adapter';
-import { Broker, softwareSource, startBrokerServer } from '@trustplane/broker';
 import { failure, usageError, type CliIo } from '../output.js';
 import { writeFileAtomic } from '../files.js';
 import { parseHostPort } from './adapter.js';
@@ -98,6 +96,8 @@ export function registerUp(program: Command, io: CliIo): void {
     .addOption(new Option('--route <spec>', "a route 'METHOD /path/{param}[=route.id]' (repeatable; default: a development catch-all)").argParser((v: string, p: string[] | undefined) => [...(p ?? []), v]))
     .addOption(new Option('--audit-log <target>', 'audit events: a file path, stdout, or off (default: DIR/audit.jsonl)').default(''))
     .action(async (o: UpOptions) => {
+      const { startAdapter, createAuditSink, log } = await import('@trustplane/adapter');
+      const { Broker, softwareSource, startBrokerServer } = await import('@trustplane/broker');
       try {
         const u = new URL(o.upstream);
         if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('not http(s)');
@@ -171,22 +171,23 @@ export function registerUp(program: Command, io: CliIo): void {
         throw failure(`the generated bundles did not load: ${rejected[0] ?? 'unknown error'}`);
       }
       const audit = createAuditSink(o.auditLog === '' ? f('audit.jsonl') : o.auditLog);
-      const adapter = await startAdapter({ listen, admin, upstream: o.upstream, policy: watcher, replayStore: new MemoryReplayStore(), audit }).catch((err: unknown) => {
-        watcher.close();
-        throw failure(`cannot start the adapter: ${err instanceof Error ? err.message : String(err)}`);
-      });
       const socketPath = f('broker.sock');
       const broker = await startBrokerServer({
         socketPath,
         broker: new Broker({ policy: { issuer: BROKER_ISSUER, trustDomain: TRUST_DOMAIN, signingKey: brokerKey, kid: BROKER_KID, allow: [{ audience: o.audience, routes: ['*'] }] }, sources: [softwareSource(BROKER_SUBJECT)] }),
         onAudit: (e) => audit.write(e),
         onLog: (level, msg, fields) => log(level, msg, fields),
-      }).catch(async (err: unknown) => {
+      }).catch((err: unknown) => {
         watcher.close();
-        await adapter.close(1000);
         throw failure(`cannot start the broker: ${err instanceof Error ? err.message : String(err)}`);
       });
 
+      // The broker is up before the adapter, so /readyz answering means both are.
+      const adapter = await startAdapter({ listen, admin, upstream: o.upstream, policy: watcher, replayStore: new MemoryReplayStore(), audit }).catch(async (err: unknown) => {
+        watcher.close();
+        await broker.close();
+        throw failure(`cannot start the adapter: ${err instanceof Error ? err.message : String(err)}`);
+      });
       const example = (o.route === undefined ? routes.find((r) => r.routeId === 'any.get.1') : routes.find((r) => r.method === 'GET')) ?? routes[0]!;
       const examplePath = o.route === undefined ? '/hello' : example.pathTemplate.replace(/\{[^}]+\}/g, 'x');
       const rel = (p: string) => (path.relative(process.cwd(), p).startsWith('..') ? p : path.relative(process.cwd(), p) || '.');

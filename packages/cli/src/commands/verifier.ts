@@ -6,7 +6,6 @@
  * replay store, clock limits, audit, config file, environment) live in runtime.ts.
  */
 import { Option, type Command } from 'commander';
-import { startForwardAuthVerifier, log } from '@trustplane/adapter';
 import { failure, type CliIo } from '../output.js';
 import { VERIFIER_CONFIG_KEYS, addVerifierOptions, applyConfigFile, startVerifierRuntime, verifierSettings, type VerifierFlags } from './runtime.js';
 
@@ -36,6 +35,7 @@ export function registerVerifier(program: Command, io: CliIo): void {
     const o = cmd.opts<ForwardAuthFlags>();
     const s = verifierSettings(o);
     const rt = await startVerifierRuntime(s);
+    const { startForwardAuthVerifier, log } = await import('@trustplane/adapter');
     const v = await startForwardAuthVerifier({
       listen: s.listen,
       admin: s.admin,
