@@ -7,4 +7,4 @@ export { createAuditSink, MemoryAuditSink, log, setLogLevel, type AuditSink, typ
 export { upstreamRequestHeaders, downstreamResponseHeaders, IDENTITY_HEADERS, HOP_BY_HOP } from './headers.js';
 export { readBody, type BodyResult } from './body.js';
 export { startForwardAuthVerifier, originalRequest, type ForwardAuthOptions, type RunningForwardAuthVerifier, type ForwardAuthConvention } from './forward-auth.js';
-export { JwksTrustSource, jwksUriProblem, type JwksTrustSourceOptions, type JwksTrustSourceEvent, type BundlePairSource } from './jwks-source.js';
+export { JwksTrustSource, jwksUriProblem, type JwksTrustSourceOptions, type JwksTrustSourceEvent, type JwksIssuerStatus, type BundlePairSource } from './jwks-source.js';

@@ -3,8 +3,8 @@
  *
  * A `PolicyProvider` in front of the bundle watcher: for every issuer of the loaded trust
  * material that has a `jwks_uri`, the issuer's JWKS is fetched (https, or http on loopback only;
- * a 64 KiB cap; a timeout; the strict JSON parser; RFC 8037 OKP Ed25519 keys only, private
- * members refused) and its keys are added to that issuer's pinned keys. The verifier reads a
+ * no redirects; a 64 KiB cap; a timeout; strict UTF-8 and JSON; RFC 8037 OKP Ed25519 keys
+ * only, private members refused) and its keys are added to that issuer's pinned keys. The verifier reads a
  * policy compiled from the merged trust material — recompiled only when the bundle pair or a key
  * set changes, never per request.
  *
@@ -21,12 +21,13 @@ import {
   FormatError,
   compilePolicy,
   isJsonObject,
-  parseJsonStrict,
+  parseJsonBytes,
   systemClock,
   trustKeysFromJwks,
   type BundlePair,
   type Clock,
   type CompiledPolicy,
+  type Ed25519Backend,
   type PolicySnapshot,
   type PolicyProvider,
   type TrustKey,
@@ -39,7 +40,8 @@ export interface BundlePairSource {
 }
 
 export interface JwksTrustSourceEvent {
-  type: 'fetched' | 'fetch_failed' | 'key_refused';
+  /** `compile_failed`: the merged policy did not compile; the pinned-only policy serves. */
+  type: 'fetched' | 'fetch_failed' | 'key_refused' | 'compile_failed';
   issuer: string;
   jwksUri: string;
   detail: string;
@@ -49,22 +51,41 @@ export interface JwksTrustSourceEvent {
 export interface JwksTrustSourceOptions {
   bundles: BundlePairSource;
   clock?: Clock;
+  /** Whole-fetch timeout (default 5000 ms). */
   fetchTimeoutMs?: number;
+  /** Largest JWKS accepted (default 64 KiB). */
   maxBytes?: number;
+  /** Cache-Control max-age is clamped to [minTtlSeconds, maxTtlSeconds] (default 60 s .. 1 h). */
   minTtlSeconds?: number;
   maxTtlSeconds?: number;
+  /** Cache lifetime when the answer has no max-age (default 300 s). */
   defaultTtlSeconds?: number;
   /** At most one refresh per issuer per this many seconds on unknown kids and after failures (default 30). */
   refetchIntervalSeconds?: number;
   /** Background check for expired key sets (default 5000 ms; 0 = only on demand). */
   pollMs?: number;
   onEvent?: (e: JwksTrustSourceEvent) => void;
+  /** The Ed25519 backend keys are imported with (default: core's). */
+  backend?: Ed25519Backend;
+}
+
+/** One jwks issuer's state, for admin endpoints and metrics. */
+export interface JwksIssuerStatus {
+  readonly issuer: string;
+  readonly jwksUri: string;
+  /** Kids of the last good key set; undefined until a fetch succeeded. */
+  readonly kids: readonly string[] | undefined;
+  readonly fetchedAtMs: number | undefined;
+  /** When the key set is next refreshed (cache expiry, or retry after a failure). */
+  readonly refreshAtMs: number;
+  readonly lastError: string | undefined;
 }
 
 interface KeySet {
   readonly issuer: string;
   readonly uri: string;
   keys: TrustKey[] | undefined;
+  fetchedAtMs: number | undefined;
   expiresAtMs: number;
   lastAttemptMs: number;
   inflight: Promise<void> | undefined;
@@ -99,24 +120,25 @@ export class JwksTrustSource implements PolicyProvider {
   private readonly sets = new Map<string, KeySet>();
   private version = 0;
   private compiled: { pair: BundlePair; version: number; policy: CompiledPolicy } | undefined;
+  /** The bundle pair the key sets were last aligned with. */
+  private syncedPair: BundlePair | undefined;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(opts: JwksTrustSourceOptions) {
     this.opts = opts;
     this.clock = opts.clock ?? systemClock;
     const pair = opts.bundles.currentPair();
-    if (pair !== undefined) this.sync(pair.trust);
+    if (pair !== undefined) this.sync(pair);
     const poll = opts.pollMs ?? 5000;
     if (poll > 0) {
-      this.timer = setInterval(() => this.refreshDue(), poll);
+      this.timer = setInterval(() => void this.refreshDue(), poll);
       this.timer.unref();
     }
   }
 
   /** Fetch every key set now (startup); resolves when all attempts ended. */
   async start(): Promise<void> {
-    const pair = this.opts.bundles.currentPair();
-    if (pair !== undefined) this.sync(pair.trust);
+    this.syncIfChanged();
     await Promise.all([...this.sets.values()].map((s) => this.refresh(s)));
   }
 
@@ -128,12 +150,13 @@ export class JwksTrustSource implements PolicyProvider {
     const snap = this.opts.bundles.current();
     const pair = this.opts.bundles.currentPair();
     if (snap === undefined || pair === undefined) return snap;
-    if (this.compiled?.pair !== pair) this.sync(pair.trust);
+    if (this.syncedPair !== pair) this.sync(pair);
     if (this.sets.size === 0) return snap;
     if (this.compiled === undefined || this.compiled.pair !== pair || this.compiled.version !== this.version) {
-      this.compiled = { pair, version: this.version, policy: this.compile(pair) };
+      this.compiled = { pair, version: this.version, policy: this.compile(pair) ?? pair.policy };
     }
-    return { policy: this.compiled.policy, confirmedAtMs: snap.confirmedAtMs };
+    // The watcher's snapshot holds the pair's own compiled policy: use it when nothing was added.
+    return this.compiled.policy === pair.policy ? snap : { policy: this.compiled.policy, confirmedAtMs: snap.confirmedAtMs };
   }
 
   onUnknownKid(_kid: string): void {
@@ -144,15 +167,27 @@ export class JwksTrustSource implements PolicyProvider {
 
   /** Undefined when every jwks issuer has a key set; else what is missing (for /readyz). */
   readiness(): string | undefined {
-    const pair = this.opts.bundles.currentPair();
-    if (pair !== undefined && this.compiled?.pair !== pair) this.sync(pair.trust);
+    this.syncIfChanged();
     const missing = [...this.sets.values()].filter((s) => s.keys === undefined);
     if (missing.length === 0) return undefined;
     return `no JWKS fetched yet for ${missing.map((s) => `${s.issuer} (${s.lastError ?? 'pending'})`).join(', ')}`;
   }
 
+  /** Every jwks issuer's state. */
+  status(): JwksIssuerStatus[] {
+    this.syncIfChanged();
+    return [...this.sets.values()].map((s) => ({ issuer: s.issuer, jwksUri: s.uri, kids: s.keys?.map((k) => k.kid), fetchedAtMs: s.fetchedAtMs, refreshAtMs: s.expiresAtMs, lastError: s.lastError }));
+  }
+
+  private syncIfChanged(): void {
+    const pair = this.opts.bundles.currentPair();
+    if (pair !== undefined && this.syncedPair !== pair) this.sync(pair);
+  }
+
   /** Align the key sets with the issuers of the trust material that have a jwks_uri. */
-  private sync(trust: TrustMaterial): void {
+  private sync(pair: BundlePair): void {
+    this.syncedPair = pair;
+    const trust: TrustMaterial = pair.trust;
     const wanted = new Map<string, string>();
     for (const iss of trust.issuers) if (typeof iss.jwks_uri === 'string' && iss.jwks_uri !== '') wanted.set(iss.issuer, iss.jwks_uri);
     for (const [issuer, s] of this.sets) {
@@ -163,19 +198,24 @@ export class JwksTrustSource implements PolicyProvider {
     }
     for (const [issuer, uri] of wanted) {
       if (this.sets.has(issuer)) continue;
-      const s: KeySet = { issuer, uri, keys: undefined, expiresAtMs: 0, lastAttemptMs: -Infinity, inflight: undefined, lastError: undefined };
+      const s: KeySet = { issuer, uri, keys: undefined, fetchedAtMs: undefined, expiresAtMs: 0, lastAttemptMs: -Infinity, inflight: undefined, lastError: undefined };
       this.sets.set(issuer, s);
       void this.refresh(s);
     }
   }
 
-  private refreshDue(): void {
+  /** Refresh the key sets whose cache ran out (the poll timer does this); resolves when done. */
+  async refreshDue(): Promise<void> {
+    this.syncIfChanged();
     const now = this.clock.now();
     const interval = (this.opts.refetchIntervalSeconds ?? 30) * 1000;
-    for (const s of this.sets.values()) {
-      const due = s.keys === undefined ? now - s.lastAttemptMs >= interval : now >= s.expiresAtMs;
-      if (due) void this.refresh(s);
-    }
+    const due = [...this.sets.values()].filter((s) => (s.keys === undefined ? now - s.lastAttemptMs >= interval : now >= s.expiresAtMs));
+    await Promise.all(due.map((s) => this.refresh(s)));
+  }
+
+  /** Resolves when no fetch is in flight (tests, orderly shutdown). */
+  async idle(): Promise<void> {
+    await Promise.all([...this.sets.values()].flatMap((s) => (s.inflight === undefined ? [] : [s.inflight])));
   }
 
   private refresh(s: KeySet): Promise<void> {
@@ -202,8 +242,13 @@ export class JwksTrustSource implements PolicyProvider {
       const timeout = this.opts.fetchTimeoutMs ?? 5000;
       const res = await request(s.uri, { method: 'GET', headers: { accept: 'application/json' }, headersTimeout: timeout, bodyTimeout: timeout, signal: AbortSignal.timeout(timeout) });
       if (res.statusCode !== 200) {
-        await res.body.dump();
+        await res.body.dump().catch(() => undefined);
         throw new FormatError('jwks_fetch_failed', `HTTP ${res.statusCode}`);
+      }
+      const announced = Number(res.headers['content-length']);
+      if (Number.isFinite(announced) && announced > max) {
+        res.body.destroy();
+        throw new FormatError('jwks_too_large', `the JWKS exceeds ${max} bytes`);
       }
       const chunks: Buffer[] = [];
       let size = 0;
@@ -215,11 +260,12 @@ export class JwksTrustSource implements PolicyProvider {
         }
         chunks.push(chunk);
       }
-      const doc = parseJsonStrict(Buffer.concat(chunks, size).toString('utf8'));
+      const doc = parseJsonBytes(Buffer.concat(chunks, size), max, 'the JWKS');
       if (!isJsonObject(doc)) throw new FormatError('jwks_invalid', 'the JWKS is not a JSON object');
-      const { keys } = trustKeysFromJwks(doc);
+      const { keys } = trustKeysFromJwks(doc, ...(this.opts.backend === undefined ? [] : [this.opts.backend]));
       const ttl = Math.min(this.opts.maxTtlSeconds ?? 3600, Math.max(this.opts.minTtlSeconds ?? 60, maxAgeOf(res.headers['cache-control']) ?? this.opts.defaultTtlSeconds ?? 300));
-      s.expiresAtMs = this.clock.now() + ttl * 1000;
+      s.fetchedAtMs = this.clock.now();
+      s.expiresAtMs = s.fetchedAtMs + ttl * 1000;
       s.lastError = undefined;
       const before = JSON.stringify(s.keys ?? null);
       s.keys = keys;
@@ -233,7 +279,8 @@ export class JwksTrustSource implements PolicyProvider {
     }
   }
 
-  private compile(pair: BundlePair): CompiledPolicy {
+  /** The pair's policy with the fetched keys added; undefined (pinned only) if nothing was added or it fails. */
+  private compile(pair: BundlePair): CompiledPolicy | undefined {
     const pinned = new Set(pair.trust.issuers.flatMap((i) => i.keys.map((k) => k.kid)));
     const seen = new Set(pinned);
     const issuers = pair.trust.issuers.map((iss) => {
@@ -250,8 +297,15 @@ export class JwksTrustSource implements PolicyProvider {
         seen.add(k.kid);
         extra.push(k);
       }
-      return { ...iss, keys: [...iss.keys, ...extra] };
+      return extra.length === 0 ? iss : { ...iss, keys: [...iss.keys, ...extra] };
     });
-    return compilePolicy({ ...pair.trust, issuers }, pair.bundle);
+    if (issuers.every((iss, i) => iss === pair.trust.issuers[i])) return undefined;
+    try {
+      return compilePolicy({ ...pair.trust, issuers }, pair.bundle, this.opts.backend === undefined ? {} : { backend: this.opts.backend });
+    } catch (err) {
+      // Fetched keys are checked before they get here; if the merge still fails, pinned keys serve.
+      this.event({ type: 'compile_failed', issuer: '', jwksUri: '', detail: `${err instanceof Error ? err.message.slice(0, 200) : String(err)}; serving pinned keys only` });
+      return undefined;
+    }
   }
 }

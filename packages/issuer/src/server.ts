@@ -1,8 +1,9 @@
 /**
  * The issuer service's HTTP face: `GET /.well-known/jwks.json` (the published keys as RFC 8037
  * OKP Ed25519 JWKs), `GET /.well-known/openid-configuration` (a minimal, honest discovery
- * document: issuer and jwks_uri; this service issues TrustPlane passports, not OpenID tokens), and
- * `/healthz`. A timer runs the keyring's rotation step. No endpoint ever returns private material.
+ * document: this service publishes keys for TrustPlane passports, it is not an OpenID provider),
+ * and `GET /healthz`. A timer runs the keyring's rotation step. No endpoint returns private
+ * material, and no response echoes request bytes.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -10,61 +11,94 @@ import type { IssuerKeyring } from './keyring.js';
 
 export interface IssuerServerOptions {
   listen: { host: string; port: number };
-  /** The `iss` of passports signed with these keys; also the discovery document's issuer. */
+  /** The `iss` of passports signed with these keys: https, or http on loopback only. */
   issuer: string;
   keyring: IssuerKeyring;
-  /** Public base URL of this service for `jwks_uri` (default: derived from `issuer`). */
+  /** Public base URL of this service for `jwks_uri` (default: `issuer`); same rules as `issuer`. */
   publicUrl?: string;
-  /** How often the rotation step runs (default 60 s; 0 disables the timer). */
+  /** How often the rotation step runs (default 60 000 ms; 0 disables the timer). */
   maintainEveryMs?: number;
   onLog?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
 export interface RunningIssuer {
+  /** Where this process listens (http). */
   readonly url: string;
+  /** The advertised `jwks_uri`. */
   readonly jwksUri: string;
   readonly server: Server;
+  /** Stop the timer, stop accepting, finish in-flight requests (at most 2 s). */
   close(): Promise<void>;
 }
 
-/** Verifiers re-read the JWKS at most this long after a change; kept below any prepublish window. */
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
+
+/** Why a URL cannot be an issuer (or its public URL), or undefined. */
+export function issuerUrlProblem(value: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    return 'is not a URL';
+  }
+  if (u.username !== '' || u.password !== '') return 'must not carry credentials';
+  if (u.search !== '' || u.hash !== '') return 'must not have a query or fragment';
+  if (u.protocol === 'https:') return undefined;
+  if (u.protocol === 'http:' && LOOPBACK_HOSTS.has(u.hostname)) return undefined;
+  return 'must be https (http only on loopback)';
+}
+
+/**
+ * Verifiers may cache the JWKS this long: at most 300 s, and at most half the pre-publication
+ * window, so a verifier that honours it sees a pre-published key before that key signs.
+ */
 export function jwksMaxAgeSeconds(keyring: IssuerKeyring): number {
   return Math.max(0, Math.min(300, Math.floor(keyring.prepublishSeconds / 2)));
 }
 
 export async function startIssuer(opts: IssuerServerOptions): Promise<RunningIssuer> {
-  let issuerUrl: URL;
-  try {
-    issuerUrl = new URL(opts.publicUrl ?? opts.issuer);
-  } catch {
-    throw new TypeError(`issuer ${JSON.stringify(opts.issuer)} is not a URL; give publicUrl for the jwks_uri`);
+  for (const [name, v] of [['issuer', opts.issuer], ['publicUrl', opts.publicUrl]] as const) {
+    const problem = v === undefined ? undefined : issuerUrlProblem(v);
+    if (problem !== undefined) throw new TypeError(`${name} ${JSON.stringify(v)} ${problem}`);
   }
-  const base = issuerUrl.href.replace(/\/$/, '');
-  const jwksUri = `${base}/.well-known/jwks.json`;
+  const base = new URL(opts.publicUrl ?? opts.issuer);
+  const prefix = base.pathname.replace(/\/+$/, '');
+  const jwksUri = `${base.origin}${prefix}/.well-known/jwks.json`;
+  const discovery = JSON.stringify({
+    issuer: opts.issuer,
+    jwks_uri: jwksUri,
+    // What this service is: a key publisher for EdDSA-signed passports. No OpenID endpoints.
+    id_token_signing_alg_values_supported: ['EdDSA'],
+    response_types_supported: [],
+    subject_types_supported: ['public'],
+  });
   const log = opts.onLog ?? (() => undefined);
   const maxAge = jwksMaxAgeSeconds(opts.keyring);
+  // Served at the root and under the public URL's path (a proxy may or may not strip it).
+  const route = (p: string): string => (prefix !== '' && p.startsWith(`${prefix}/`) ? p.slice(prefix.length) : p);
 
   const server = createServer((req, res) => {
-    const p = (req.url ?? '').split('?')[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'application/json' }).end('{"error":"method_not_allowed"}');
-      return;
-    }
-    const json = (body: unknown, cache: string) => {
-      const text = JSON.stringify(body);
-      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': cache, 'content-length': Buffer.byteLength(text) }).end(req.method === 'HEAD' ? undefined : text);
+    const send = (status: number, body: string, headers: Record<string, string | number> = {}) => {
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-content-type-options': 'nosniff', ...headers });
+      res.end(req.method === 'HEAD' ? undefined : body);
     };
     try {
-      if (p === '/.well-known/jwks.json') json(opts.keyring.jwks(), `public, max-age=${maxAge}`);
-      else if (p === '/.well-known/openid-configuration') {
-        json({ issuer: opts.issuer, jwks_uri: jwksUri, id_token_signing_alg_values_supported: ['EdDSA'], response_types_supported: [], subject_types_supported: ['public'], token_endpoint_auth_methods_supported: [] }, `public, max-age=${maxAge}`);
-      } else if (p === '/healthz') json({ status: 'ok', signing_kid: opts.keyring.signingKey().kid }, 'no-store');
-      else res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not_found"}');
+      const p = route((req.url ?? '/').split('?')[0] ?? '/');
+      const known = p === '/.well-known/jwks.json' || p === '/.well-known/openid-configuration' || p === '/healthz';
+      if (!known) return send(404, '{"error":"not_found"}', { 'cache-control': 'no-store' });
+      if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, '{"error":"method_not_allowed"}', { allow: 'GET, HEAD', 'cache-control': 'no-store' });
+      const cache = { 'cache-control': `public, max-age=${maxAge}` };
+      if (p === '/.well-known/jwks.json') return send(200, JSON.stringify(opts.keyring.jwks()), cache);
+      if (p === '/.well-known/openid-configuration') return send(200, discovery, cache);
+      return send(200, JSON.stringify({ status: 'ok', signing_kid: opts.keyring.signingKey().kid }), { 'cache-control': 'no-store' });
     } catch (err) {
       log('error', 'issuer request failed', { error: err instanceof Error ? err.message : String(err) });
-      if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"internal_error"}');
+      if (!res.headersSent) send(500, '{"error":"internal_error"}', { 'cache-control': 'no-store' });
+      else res.destroy();
     }
   });
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 15_000;
   const addr = await new Promise<AddressInfo>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.listen.port, opts.listen.host, () => {
@@ -76,8 +110,8 @@ export async function startIssuer(opts: IssuerServerOptions): Promise<RunningIss
   const step = () => {
     try {
       const r = opts.keyring.maintain();
-      if (r.rotated !== undefined) log('info', 'issuer key rotation: next key published', { kid: r.rotated });
-      for (const kid of r.removed) log('info', 'issuer key expired and unpublished', { kid });
+      if (r.rotated !== undefined) log('info', 'issuer key created', { kid: r.rotated, signing_kid: opts.keyring.signingKey().kid });
+      for (const kid of r.removed) log('info', 'issuer key expired: unpublished and deleted', { kid });
     } catch (err) {
       log('error', 'issuer key maintenance failed', { error: err instanceof Error ? err.message : String(err) });
     }
@@ -85,15 +119,21 @@ export async function startIssuer(opts: IssuerServerOptions): Promise<RunningIss
   step();
   const timer = every > 0 ? setInterval(step, every) : undefined;
   timer?.unref();
+  let closing: Promise<void> | undefined;
   return {
     url: `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`,
     jwksUri,
     server,
     close: () =>
-      new Promise<void>((resolve) => {
+      (closing ??= new Promise<void>((resolve) => {
         if (timer !== undefined) clearInterval(timer);
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+        const force = setTimeout(() => server.closeAllConnections(), 2000);
+        force.unref();
+        server.close(() => {
+          clearTimeout(force);
+          resolve();
+        });
+        server.closeIdleConnections();
+      })),
   };
 }
