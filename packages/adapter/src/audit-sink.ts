@@ -17,11 +17,19 @@ export interface AuditSink {
  * batch is flushed on the next turn (setImmediate) and on close, so nothing is lost on a
  * graceful shutdown; a line is never split.
  */
-class LineBatcher {
+export class LineBatcher {
   private lines: string[] = [];
   private scheduled = false;
 
-  constructor(private readonly out: (chunk: string) => void) {}
+  /**
+   * `maxChunk`: for a pipe shared by several processes (cluster workers on one stdout), writes of
+   * at most PIPE_BUF bytes are atomic, so lines are grouped into chunks no larger than that and
+   * lines of different workers never interleave. Files opened O_APPEND need no limit.
+   */
+  constructor(
+    private readonly out: (chunk: string) => void,
+    private readonly maxChunk = Infinity,
+  ) {}
 
   push(line: string): void {
     this.lines.push(line);
@@ -34,15 +42,27 @@ class LineBatcher {
   readonly flush = (): void => {
     this.scheduled = false;
     if (this.lines.length === 0) return;
-    const chunk = this.lines.join('');
+    const lines = this.lines;
     this.lines = [];
-    this.out(chunk);
+    if (this.maxChunk === Infinity) return this.out(lines.join(''));
+    let chunk = '';
+    for (const line of lines) {
+      if (chunk !== '' && Buffer.byteLength(chunk) + Buffer.byteLength(line) > this.maxChunk) {
+        this.out(chunk);
+        chunk = '';
+      }
+      chunk += line;
+    }
+    if (chunk !== '') this.out(chunk);
   };
 }
 
+/** POSIX PIPE_BUF on Linux: a pipe write of at most this many bytes is atomic. */
+export const PIPE_BUF = 4096;
+
 export function createAuditSink(target: string | undefined): AuditSink {
   if (target === undefined || target === '' || target === '-' || target === 'stdout') {
-    const b = new LineBatcher((chunk) => void process.stdout.write(chunk));
+    const b = new LineBatcher((chunk) => void process.stdout.write(chunk), PIPE_BUF);
     return {
       write: (e) => b.push(`${JSON.stringify(e)}\n`),
       close: () => {

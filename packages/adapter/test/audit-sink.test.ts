@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { buildAuditEvent } from '@trustplane/core';
 import { createAuditSink } from '../src/index.js';
+import { LineBatcher, PIPE_BUF } from '../src/audit-sink.js';
 
 const event = (i: number) => buildAuditEvent({ component: 'adapter', accepted: i % 2 === 0, reason_code: i % 2 === 0 ? 'request_verified' : 'jti_replay', detail_reason: `decision ${i}`, occurredAtMs: 1_700_000_000_000 + i, jti: `jti-${i}` });
 
@@ -21,4 +22,18 @@ test('file audit sink: events written in one burst and across turns all arrive, 
   assert.equal(lines.pop(), '', 'the file ends with a newline');
   assert.equal(lines.length, 1500);
   lines.forEach((l, i) => assert.equal((JSON.parse(l) as { jti: string }).jti, `jti-${i}`));
+});
+
+test('stdout batching: a burst goes out in chunks of whole lines no larger than PIPE_BUF (atomic on a shared pipe)', () => {
+  const writes: string[] = [];
+  const b = new LineBatcher((chunk) => writes.push(chunk), PIPE_BUF);
+  for (let i = 0; i < 200; i++) b.push(`${JSON.stringify(event(i))}\n`);
+  b.flush();
+  assert.ok(writes.length > 1 && writes.length < 200, `${writes.length} writes`);
+  for (const w of writes) {
+    assert.ok(Buffer.byteLength(w) <= PIPE_BUF, 'each write fits PIPE_BUF');
+    assert.ok(w.endsWith('\n'), 'whole lines only');
+  }
+  const lines = writes.join('').trimEnd().split('\n');
+  assert.deepEqual(lines.map((l) => (JSON.parse(l) as { jti: string }).jti), Array.from({ length: 200 }, (_, i) => `jti-${i}`));
 });
