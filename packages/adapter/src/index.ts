@@ -7,4 +7,6 @@ export { createAuditSink, MemoryAuditSink, log, setLogLevel, type AuditSink, typ
 export { upstreamRequestHeaders, downstreamResponseHeaders, IDENTITY_HEADERS, HOP_BY_HOP } from './headers.js';
 export { readBody, type BodyResult } from './body.js';
 export { startForwardAuthVerifier, originalRequest, type ForwardAuthOptions, type RunningForwardAuthVerifier, type ForwardAuthConvention } from './forward-auth.js';
+export { ClusterReplayStore, serveClusterReplay, type ClusterReplayStoreOptions, type ClusterReplayServer, type ServeClusterReplayOptions, type ReplayChannel, type ReplayPeer } from './replay-cluster.js';
+export { startClusterPrimary, attachClusterWorker, isAdapterWorker, WORKER_SLOT_ENV, type ClusterPrimaryOptions, type RunningClusterPrimary, type ClusterWorkerOptions, type AttachedClusterWorker } from './cluster.js';
 export { JwksTrustSource, jwksUriProblem, type JwksTrustSourceOptions, type JwksTrustSourceEvent, type JwksIssuerStatus, type BundlePairSource } from './jwks-source.js';

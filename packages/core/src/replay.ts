@@ -3,7 +3,10 @@
  * called only for an otherwise fully valid request. A store that cannot answer throws
  * `ReplayStoreError`, and the verifier denies (fail closed) — an error is never "not seen".
  */
-import { sha256Prefix16 } from './encoding.js';
+import * as crypto from 'node:crypto';
+
+/** One-shot hashing (Node >= 20.12) when available: no Hash object per call. */
+const hashOneShot = (crypto as unknown as { hash?: (alg: string, data: string, enc: 'buffer') => Buffer }).hash;
 
 export type ConsumeResult = 'fresh' | 'replay';
 
@@ -36,7 +39,12 @@ export class ReplayStoreError extends Error {
  */
 export function replayKey(issuer: string, jti: string): string {
   // Length-prefixed so that no (issuer, jti) pair can collide with another by moving a separator.
-  return sha256Prefix16(`${issuer.length}:${issuer}\n${jti}`);
+  const data = `${issuer.length}:${issuer}\n${jti}`;
+  const digest = hashOneShot !== undefined ? hashOneShot('sha256', data, 'buffer') : crypto.createHash('sha256').update(data).digest();
+  // Decoded straight from the first 16 bytes, the key is a flat 16-character string. Slicing a
+  // longer digest string instead gives a V8 SlicedString that keeps the whole parent alive:
+  // 48 more bytes per live entry in MemoryReplayStore (bench/memory.mjs: 135 → 87 B/entry).
+  return digest.toString('latin1', 0, 16);
 }
 
 export interface MemoryReplayStoreOptions {

@@ -5,8 +5,10 @@
  * Invalid configuration stops startup with one clear line (exit 2). The options shared with
  * `trustplane verifier` live in runtime.ts.
  */
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { Option, type Command } from 'commander';
-import { startAdapter, log } from '@trustplane/adapter';
+import { startAdapter, log, startClusterPrimary, attachClusterWorker, isAdapterWorker, ClusterReplayStore } from '@trustplane/adapter';
 import { usageError, failure, type CliIo } from '../output.js';
 import { VERIFIER_CONFIG_KEYS, addVerifierOptions, applyConfigFile, positiveInt, startVerifierRuntime, verifierSettings, type VerifierFlags } from './runtime.js';
 
@@ -15,9 +17,28 @@ export { parseHostPort, parseSigningKeys } from './runtime.js';
 interface AdapterFlags extends VerifierFlags {
   upstream?: string;
   maxBodyBytes: string;
+  workers: string;
 }
 
-const CONFIG_KEYS: Readonly<Record<string, string>> = { ...VERIFIER_CONFIG_KEYS, upstream: 'upstream', max_body_bytes: 'maxBodyBytes' };
+const CONFIG_KEYS: Readonly<Record<string, string>> = { ...VERIFIER_CONFIG_KEYS, upstream: 'upstream', max_body_bytes: 'maxBodyBytes', workers: 'workers' };
+
+/** `--workers`: a positive integer, or `auto` (one per available core). */
+function parseWorkers(value: string): number {
+  return value === 'auto' ? availableParallelism() : positiveInt(value, '--workers');
+}
+
+/** Every resolved option as its TRUSTPLANE_* variable, so workers see exactly the primary's settings. */
+function workerEnv(cmd: Command): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const opt of cmd.options) {
+    if (opt.envVar === undefined) continue;
+    const v = cmd.getOptionValue(opt.attributeName()) as string | string[] | boolean | undefined;
+    out[opt.envVar] = v === undefined || v === false ? undefined : v === true ? '1' : Array.isArray(v) ? v.join(',') : v;
+  }
+  out['TRUSTPLANE_CONFIG'] = undefined; // already applied above
+  return out;
+}
+
 
 export function registerAdapter(program: Command, io: CliIo): void {
   const env = (o: Option, name: string) => o.env(`TRUSTPLANE_${name}`);
@@ -27,6 +48,7 @@ export function registerAdapter(program: Command, io: CliIo): void {
   addVerifierOptions(cmd, { listen: '127.0.0.1:8080', adminListen: '127.0.0.1:9090' }, (c) => {
     c.addOption(env(new Option('--upstream <url>', 'the protected API, e.g. http://127.0.0.1:3000'), 'UPSTREAM'));
     c.addOption(env(new Option('--max-body-bytes <n>', 'larger bodies are refused with 413').default(String(1024 * 1024)), 'MAX_BODY_BYTES'));
+    c.addOption(env(new Option('--workers <n|auto>', 'worker processes (auto: one per core); the memory replay store is then kept by the primary').default('1'), 'WORKERS'));
   });
   cmd.action(async (opts: AdapterFlags) => {
     applyConfigFile(cmd, opts.config, CONFIG_KEYS);
@@ -40,13 +62,51 @@ export function registerAdapter(program: Command, io: CliIo): void {
     }
     const s = verifierSettings(o);
     const maxBody = positiveInt(o.maxBodyBytes, '--max-body-bytes');
+    const workers = parseWorkers(o.workers);
+    const role = workers === 1 ? 'single' : isAdapterWorker() ? 'worker' : 'primary';
     const rt = await startVerifierRuntime(s);
+    if (role === 'primary') {
+      // Configuration and bundles are validated here, once; the workers verify requests.
+      rt.watcher.close();
+      if (s.replay === 'memory') void rt.audit.close();
+      else rt.abort(); // each worker opens its own Redis connection
+      const primary = await startClusterPrimary({
+        workers,
+        exec: fileURLToPath(new URL('../../../bin/trustplane.js', import.meta.url)),
+        args: ['adapter'],
+        env: workerEnv(cmd),
+        admin: s.admin,
+        replayStore: s.replay === 'memory' ? rt.replayStore : undefined,
+      }).catch((err: unknown) => {
+        throw failure(`cannot start: ${err instanceof Error ? err.message : String(err)}`);
+      });
+      log('info', 'adapter listening', { url: primary.url, admin: primary.adminUrl, upstream: o.upstream, replay: s.replay === 'memory' ? 'memory (primary)' : 'redis', workers });
+      io.stderr(`trustplane adapter: listening on ${primary.url} → ${o.upstream} (admin ${primary.adminUrl ?? 'off'}, ${workers} workers)\n`);
+      const onStop = (signal: string) => {
+        log('info', 'shutting down', { signal });
+        void primary.stop(signal);
+      };
+      const onTerm = () => onStop('SIGTERM');
+      const onInt = () => onStop('SIGINT');
+      const onHup = () => {
+        log('info', 'SIGHUP: reloading bundles in every worker');
+        primary.reload();
+      };
+      process.once('SIGTERM', onTerm).once('SIGINT', onInt).on('SIGHUP', onHup);
+      const code = await primary.done;
+      process.removeListener('SIGTERM', onTerm).removeListener('SIGINT', onInt).removeListener('SIGHUP', onHup);
+      if (code !== 0) throw failure('stopped: an adapter worker kept crashing');
+      return;
+    }
+    // A worker consumes jtis in the primary's store (memory) or in Redis, shared either way.
+    const replayStore = role === 'worker' && s.replay === 'memory' ? new ClusterReplayStore() : rt.replayStore;
     const adapter = await startAdapter({
       listen: s.listen,
-      admin: s.admin,
+      admin: role === 'worker' ? undefined : s.admin,
       upstream: o.upstream,
-      policy: rt.watcher,
-      replayStore: rt.replayStore,
+      policy: rt.policy,
+      ...(rt.extraReadiness !== undefined ? { extraReadiness: rt.extraReadiness } : {}),
+      replayStore,
       audit: rt.audit,
       routeMode: s.routeMode,
       routeId: s.routeId,
@@ -61,6 +121,11 @@ export function registerAdapter(program: Command, io: CliIo): void {
     rt.observeReloads(adapter.metrics, 'adapter');
     const snap = rt.watcher.current();
     log('info', 'adapter listening', { url: adapter.url, admin: adapter.adminUrl, upstream: o.upstream, replay: s.replay === 'memory' ? 'memory' : 'redis', policy_version: snap?.policy.policyVersion });
+    if (role === 'worker') {
+      const attached = attachClusterWorker({ url: adapter.url, metrics: adapter.metrics, policy: rt.policy, replayStore });
+      await rt.untilStopped(() => adapter.close(10_000).then(() => attached.close()));
+      return;
+    }
     io.stderr(`trustplane adapter: listening on ${adapter.url} → ${o.upstream} (admin ${adapter.adminUrl ?? 'off'})\n`);
     await rt.untilStopped(() => adapter.close(10_000));
   });
