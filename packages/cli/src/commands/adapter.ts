@@ -8,7 +8,6 @@
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Option, type Command } from 'commander';
-import { startAdapter, log, startClusterPrimary, attachClusterWorker, isAdapterWorker, ClusterReplayStore } from '@trustplane/adapter';
 import { usageError, failure, type CliIo } from '../output.js';
 import { VERIFIER_CONFIG_KEYS, addVerifierOptions, applyConfigFile, positiveInt, startVerifierRuntime, verifierSettings, type VerifierFlags } from './runtime.js';
 
@@ -51,6 +50,8 @@ export function registerAdapter(program: Command, io: CliIo): void {
     c.addOption(env(new Option('--workers <n|auto>', 'worker processes (auto: one per core); the memory replay store is then kept by the primary').default('1'), 'WORKERS'));
   });
   cmd.action(async (opts: AdapterFlags) => {
+    // Loaded only when the adapter runs (undici, ioredis, prom-client): other commands start fast.
+    const { startAdapter, log, startClusterPrimary, attachClusterWorker, isAdapterWorker, ClusterReplayStore } = await import('@trustplane/adapter');
     applyConfigFile(cmd, opts.config, CONFIG_KEYS);
     const o = cmd.opts<AdapterFlags>();
     if (o.upstream === undefined) throw usageError('--upstream <url> is required (or TRUSTPLANE_UPSTREAM)');
