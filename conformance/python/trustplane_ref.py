@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent reference for TrustPlane transcript-v1 and passport byte conventions.
 
-Written from /work/shared/SPEC.md sections 1-3, using only the Python 3.11
+Written from the TrustPlane contract (SPEC.md sections 1-3), using only the Python 3.11
 standard library. The project's tests use it to check the TypeScript
 implementation byte for byte, either by importing the functions below or by
 driving the JSON-lines CLI (see ``main`` and README.md).

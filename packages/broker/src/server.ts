@@ -98,8 +98,10 @@ export async function startBrokerServer(opts: BrokerServerOptions): Promise<Brok
 
   const handleLine = (socket: Socket, line: string): void => {
     let response: IpcResponse;
+    let requestId = '';
     try {
       const env = parseIpcLine(line);
+      requestId = env.request.request_id;
       const d = opts.broker.decide(env.request);
       response = d.response;
       const a = d.audit;
@@ -121,7 +123,7 @@ export async function startBrokerServer(opts: BrokerServerOptions): Promise<Brok
       } else {
         // Fail closed on anything unexpected; the detail stays in the operator log.
         log('error', 'broker exchange failed', { error: err instanceof Error ? err.message : String(err) });
-        response = denyResponse('', 'internal_error', 'the broker could not process the request', true);
+        response = denyResponse(requestId, 'internal_error', 'the broker could not process the request', true);
       }
       audit(response, {});
     }

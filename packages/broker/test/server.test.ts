@@ -168,3 +168,25 @@ test('a Python client with SPEC §6 framing (as the Python SDK BrokerClient) tal
   assert.equal(r.artifacts.stamp.format, 'ed25519-transcript-v1');
   await server.close();
 });
+
+test('an unexpected failure inside the broker is internal_error (fail closed) and the broker keeps serving', async () => {
+  const socketPath = path.join(dir, `boom${n++}.sock`);
+  let explode = true;
+  const flaky = { keyBinding: 'software' as const, grant: () => (explode ? (() => { throw new Error('kms unreachable'); })() : { ok: true as const, subject: 'svc:w' }) };
+  const logs: string[] = [];
+  const broker = new Broker({ policy: { issuer: BROKER_ISSUER, trustDomain: 'example.local', signingKey: brokerKey, kid: 'broker-key-1', allow: [{ audience: 'orders-api', routes: ['*'] }] }, sources: [flaky] });
+  const server = await startBrokerServer({ socketPath, broker, onLog: (_l, msg, f) => logs.push(`${msg} ${JSON.stringify(f)}`) });
+  try {
+    const r = await brokerIssue(socketPath, issueReq);
+    assert.equal(r.accepted, false);
+    assert.equal(r.response.reason_code, 'internal_error');
+    assert.equal(r.response.artifacts, null);
+    assert.match(r.response.error!.message, /could not process/);
+    assert.ok(!r.response.error!.message.includes('kms'), 'internal detail stays in the operator log');
+    assert.ok(logs.some((l) => l.includes('kms unreachable')));
+    explode = false;
+    assert.equal((await brokerIssue(socketPath, issueReq)).accepted, true);
+  } finally {
+    await server.close();
+  }
+});
