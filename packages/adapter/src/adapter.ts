@@ -4,25 +4,17 @@
  * requests finish within a deadline, then close everything.
  */
 import { createServer, type Server } from 'node:http';
-import { Verifier, MonotonicClock, systemClock, type Clock, type PolicyProvider, type ReplayStore } from '@trustplane/core';
+import type { Verifier } from '@trustplane/core';
 import { createProxyHandler, type ProxyHandler } from './proxy.js';
-import { createMetrics, type AdapterMetrics } from './metrics.js';
+import type { AdapterMetrics } from './metrics.js';
 import { log, type AuditSink } from './audit-sink.js';
-import { listenOn, startAdminServer, urlOf } from './admin.js';
+import { listenOn, urlOf } from './admin.js';
+import { createVerifying, startVerifyingAdmin, type VerifyingOptions } from './verifying.js';
 
-export interface AdapterOptions {
+export interface AdapterOptions extends VerifyingOptions {
   listen: { host: string; port: number };
-  /** Admin endpoints; `undefined` disables them. */
-  admin?: { host: string; port: number } | undefined;
   upstream: string;
-  policy: PolicyProvider;
-  replayStore: ReplayStore;
   audit: AuditSink;
-  routeMode?: 'request' | 'route-id';
-  routeId?: string | undefined;
-  freshnessWindowSeconds?: number;
-  skewSeconds?: number;
-  maxLifetimeSeconds?: number;
   maxBodyBytes?: number;
   upstreamHeadersTimeoutMs?: number;
   upstreamBodyTimeoutMs?: number;
@@ -31,10 +23,6 @@ export interface AdapterOptions {
   headersTimeoutMs?: number;
   requestTimeoutMs?: number;
   keepAliveTimeoutMs?: number;
-  clock?: Clock;
-  metrics?: AdapterMetrics;
-  /** Extra readiness condition (e.g. JWKS issuers fetched). */
-  extraReadiness?: () => string | undefined;
 }
 
 export interface RunningAdapter {
@@ -48,26 +36,7 @@ export interface RunningAdapter {
 }
 
 export async function startAdapter(opts: AdapterOptions): Promise<RunningAdapter> {
-  const clock = new MonotonicClock(opts.clock ?? systemClock);
-  const metrics =
-    opts.metrics ??
-    createMetrics({
-      bundleVersion: () => opts.policy.current()?.policy.policyVersion,
-      bundleAgeSeconds: () => {
-        const s = opts.policy.current();
-        return s === undefined ? undefined : (clock.now() - s.confirmedAtMs) / 1000;
-      },
-    });
-  const verifier = new Verifier({
-    policy: opts.policy,
-    replayStore: opts.replayStore,
-    clock,
-    routeMode: opts.routeMode ?? 'request',
-    ...(opts.routeId !== undefined ? { routeId: opts.routeId } : {}),
-    ...(opts.freshnessWindowSeconds !== undefined ? { freshnessWindowSeconds: opts.freshnessWindowSeconds } : {}),
-    ...(opts.skewSeconds !== undefined ? { skewSeconds: opts.skewSeconds } : {}),
-    ...(opts.maxLifetimeSeconds !== undefined ? { maxLifetimeSeconds: opts.maxLifetimeSeconds } : {}),
-  });
+  const { clock, metrics, verifier } = createVerifying(opts);
   const handler: ProxyHandler = createProxyHandler({
     verifier,
     upstream: opts.upstream,
@@ -86,11 +55,9 @@ export async function startAdapter(opts: AdapterOptions): Promise<RunningAdapter
   });
   const addr = await listenOn(server, opts.listen.host, opts.listen.port);
 
-  let adminServer: Server | undefined;
-  let adminUrl: string | undefined;
-  if (opts.admin !== undefined) {
-    ({ server: adminServer, url: adminUrl } = await startAdminServer({ listen: opts.admin, policy: opts.policy, replayStore: opts.replayStore, metrics, extraReadiness: opts.extraReadiness }));
-  }
+  const admin = await startVerifyingAdmin(opts, metrics);
+  const adminServer = admin?.server;
+  const adminUrl = admin?.url;
 
   let closing: Promise<void> | undefined;
   async function close(deadlineMs = 10_000): Promise<void> {

@@ -1,20 +1,21 @@
 /**
- * The admin endpoints shared by the adapter and the forward-auth verifier, on their own port:
- * `/healthz` (the process is alive), `/readyz` (a valid signed bundle pair is loaded, the replay
- * store answers, and any extra condition holds) and `/metrics` (Prometheus text). GET/HEAD only.
+ * The admin endpoints of the adapter, the forward-auth verifier and the worker primary, on their
+ * own port: `/healthz` (the process is alive), `/readyz` (200 when there are no readiness
+ * problems, else 503 listing them) and `/metrics` (Prometheus text). GET/HEAD only. What "ready"
+ * means and where metrics come from is the caller's: `verifierReadiness` is the single-process
+ * answer (a bundle pair loaded, the replay store answering, any extra condition).
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { PolicyProvider, ReplayStore } from '@trustplane/core';
-import type { AdapterMetrics } from './metrics.js';
 
 export interface AdminServerOptions {
   listen: { host: string; port: number };
-  policy: PolicyProvider;
-  replayStore: ReplayStore;
-  metrics: AdapterMetrics;
-  /** Extra readiness condition: a problem description, or undefined when ready. */
-  extraReadiness?: (() => string | undefined) | undefined;
+  /** Readiness problems; none means ready. */
+  readiness: () => Promise<string[]>;
+  metrics: () => Promise<{ contentType: string; text: string }>;
+  /** Extra members of the `{"status":"ready"}` body. */
+  readyDetails?: () => Record<string, unknown>;
 }
 
 export function listenOn(server: Server, host: string, port: number): Promise<AddressInfo> {
@@ -31,6 +32,22 @@ export function urlOf(a: AddressInfo): string {
   return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
 }
 
+/** Readiness of one verifying process. */
+export function verifierReadiness(policy: PolicyProvider, replayStore: ReplayStore, extra?: () => string | undefined): () => Promise<string[]> {
+  return async () => {
+    const problems: string[] = [];
+    if (policy.current() === undefined) problems.push('no valid signed bundle pair is loaded');
+    try {
+      await replayStore.ping?.();
+    } catch (err) {
+      problems.push(`replay store unreachable: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    const more = extra?.();
+    if (more !== undefined) problems.push(more);
+    return problems;
+  };
+}
+
 export async function startAdminServer(opts: AdminServerOptions): Promise<{ server: Server; url: string }> {
   const server = createServer((req, res) => {
     void (async () => {
@@ -40,19 +57,12 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<{ serv
       } else if (path === '/healthz') {
         res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
       } else if (path === '/readyz') {
-        const problems: string[] = [];
-        if (opts.policy.current() === undefined) problems.push('no valid signed bundle pair is loaded');
-        try {
-          await opts.replayStore.ping?.();
-        } catch (err) {
-          problems.push(`replay store unreachable: ${err instanceof Error ? err.message : String(err)}`);
-        }
-        const extra = opts.extraReadiness?.();
-        if (extra !== undefined) problems.push(extra);
-        res.writeHead(problems.length === 0 ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(problems.length === 0 ? { status: 'ready' } : { status: 'not_ready', problems }));
+        const problems = await opts.readiness();
+        const body = problems.length === 0 ? { status: 'ready', ...opts.readyDetails?.() } : { status: 'not_ready', problems };
+        res.writeHead(problems.length === 0 ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(body));
       } else if (path === '/metrics') {
-        const text = await opts.metrics.registry.metrics();
-        res.writeHead(200, { 'content-type': opts.metrics.registry.contentType }).end(text);
+        const m = await opts.metrics();
+        res.writeHead(200, { 'content-type': m.contentType }).end(m.text);
       } else {
         res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not_found"}');
       }

@@ -8,13 +8,13 @@
  * aggregates the workers' registries. See docs/architecture.md, "Using every core".
  */
 import cluster, { type Worker } from 'node:cluster';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import { AggregatorRegistry, Counter, Gauge, Registry, type Aggregator } from 'prom-client';
 import type { PolicyProvider, ReplayStore } from '@trustplane/core';
 import { serveClusterReplay, type ClusterReplayServer } from './replay-cluster.js';
 import type { AdapterMetrics } from './metrics.js';
 import { log } from './audit-sink.js';
+import { startAdminServer } from './admin.js';
 
 /** Set by the primary in each worker's environment: the worker's slot (0 … n-1). */
 export const WORKER_SLOT_ENV = 'TRUSTPLANE_WORKER_SLOT';
@@ -85,16 +85,6 @@ interface Slot {
   ready: boolean;
   crashes: number[];
   timer: NodeJS.Timeout | undefined;
-}
-
-function listen(server: Server, host: string, port: number): Promise<AddressInfo> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.removeListener('error', reject);
-      resolve(server.address() as AddressInfo);
-    });
-  });
 }
 
 /** Fork the workers and resolve once every one of them is listening. */
@@ -285,26 +275,7 @@ export async function startClusterPrimary(opts: ClusterPrimaryOptions): Promise<
     started = true;
     startup = undefined;
     if (opts.admin !== undefined) {
-      adminServer = createServer((req, res) => {
-        void (async () => {
-          const path = (req.url ?? '').split('?')[0];
-          if (req.method !== 'GET' && req.method !== 'HEAD') {
-            res.writeHead(405, { allow: 'GET, HEAD' }).end();
-          } else if (path === '/healthz') {
-            res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
-          } else if (path === '/readyz') {
-            const problems = await readiness();
-            res.writeHead(problems.length === 0 ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(problems.length === 0 ? { status: 'ready', workers: slots.length } : { status: 'not_ready', problems }));
-          } else if (path === '/metrics') {
-            const m = await metricsText();
-            res.writeHead(200, { 'content-type': m.contentType }).end(m.text);
-          } else {
-            res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not_found"}');
-          }
-        })().catch(() => res.destroy());
-      });
-      const a = await listen(adminServer, opts.admin.host, opts.admin.port);
-      adminUrl = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+      ({ server: adminServer, url: adminUrl } = await startAdminServer({ listen: opts.admin, readiness, metrics: metricsText, readyDetails: () => ({ workers: slots.length }) }));
     }
   } catch (err) {
     exitCode = 1;

@@ -19,19 +19,18 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { Verifier, MonotonicClock, systemClock, auditEventForDecision, type Clock, type Decision, type PolicyProvider, type ReasonCode, type ReplayStore } from '@trustplane/core';
+import { auditEventForDecision, type Decision, type ReasonCode, type Verifier } from '@trustplane/core';
 import { IDENTITY_HEADERS, safeHeaderValue } from './headers.js';
 import { sendDenial } from './proxy.js';
 import { log, type AuditSink } from './audit-sink.js';
-import { createMetrics, type AdapterMetrics } from './metrics.js';
-import { listenOn, startAdminServer, urlOf } from './admin.js';
+import type { AdapterMetrics } from './metrics.js';
+import { listenOn, urlOf } from './admin.js';
+import { createVerifying, startVerifyingAdmin, type VerifyingOptions } from './verifying.js';
 
 export type ForwardAuthConvention = 'nginx' | 'traefik' | 'envoy';
 
-export interface ForwardAuthOptions {
+export interface ForwardAuthOptions extends VerifyingOptions {
   listen: { host: string; port: number };
-  policy: PolicyProvider;
-  replayStore: ReplayStore;
   audit: AuditSink;
   /**
    * Accept the original method/URI from `X-Original-*` (NGINX) and `X-Forwarded-*` (Traefik)
@@ -44,16 +43,6 @@ export interface ForwardAuthOptions {
    * path after it. Default `/ext_authz`; pass `''` to disable the Envoy convention.
    */
   envoyPathPrefix?: string;
-  routeMode?: 'request' | 'route-id';
-  routeId?: string | undefined;
-  freshnessWindowSeconds?: number;
-  skewSeconds?: number;
-  maxLifetimeSeconds?: number;
-  clock?: Clock;
-  /** `/healthz`, `/readyz`, `/metrics` on this address; `undefined` disables them. */
-  admin?: { host: string; port: number } | undefined;
-  metrics?: AdapterMetrics;
-  extraReadiness?: () => string | undefined;
 }
 
 export interface RunningForwardAuthVerifier {
@@ -95,27 +84,8 @@ export function originalRequest(req: IncomingMessage, opts: { trustForwardedHead
 }
 
 export async function startForwardAuthVerifier(opts: ForwardAuthOptions): Promise<RunningForwardAuthVerifier> {
-  const clock = new MonotonicClock(opts.clock ?? systemClock);
-  const verifier = new Verifier({
-    policy: opts.policy,
-    replayStore: opts.replayStore,
-    clock,
-    routeMode: opts.routeMode ?? 'request',
-    ...(opts.routeId !== undefined ? { routeId: opts.routeId } : {}),
-    ...(opts.freshnessWindowSeconds !== undefined ? { freshnessWindowSeconds: opts.freshnessWindowSeconds } : {}),
-    ...(opts.skewSeconds !== undefined ? { skewSeconds: opts.skewSeconds } : {}),
-    ...(opts.maxLifetimeSeconds !== undefined ? { maxLifetimeSeconds: opts.maxLifetimeSeconds } : {}),
-  });
+  const { clock, metrics, verifier } = createVerifying(opts);
   const envoyPathPrefix = opts.envoyPathPrefix ?? '/ext_authz';
-  const metrics =
-    opts.metrics ??
-    createMetrics({
-      bundleVersion: () => opts.policy.current()?.policy.policyVersion,
-      bundleAgeSeconds: () => {
-        const s = opts.policy.current();
-        return s === undefined ? undefined : (clock.now() - s.confirmedAtMs) / 1000;
-      },
-    });
 
   function deny(res: ServerResponse, reason: ReasonCode): void {
     res.setHeader('x-trustplane-reason', reason);
@@ -167,7 +137,7 @@ export async function startForwardAuthVerifier(opts: ForwardAuthOptions): Promis
     });
   });
   const url = urlOf(await listenOn(server, opts.listen.host, opts.listen.port));
-  const admin = opts.admin === undefined ? undefined : await startAdminServer({ listen: opts.admin, policy: opts.policy, replayStore: opts.replayStore, metrics, extraReadiness: opts.extraReadiness });
+  const admin = await startVerifyingAdmin(opts, metrics);
   let closing: Promise<void> | undefined;
   return {
     url,
