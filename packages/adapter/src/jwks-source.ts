@@ -23,6 +23,7 @@ import {
   isJsonObject,
   parseJsonBytes,
   systemClock,
+  trustUrlProblem,
   trustKeysFromJwks,
   type BundlePair,
   type Clock,
@@ -92,20 +93,9 @@ interface KeySet {
   lastError: string | undefined;
 }
 
-const LOOPBACK = new Set(['127.0.0.1', '[::1]', 'localhost']);
-
-/** Why a jwks_uri may not be fetched, or undefined. */
+/** Why a jwks_uri may not be fetched, or undefined (https, or http on loopback; no credentials). */
 export function jwksUriProblem(uri: string): string | undefined {
-  let u: URL;
-  try {
-    u = new URL(uri);
-  } catch {
-    return 'not a URL';
-  }
-  if (u.username !== '' || u.password !== '') return 'must not carry credentials';
-  if (u.protocol === 'https:') return undefined;
-  if (u.protocol === 'http:' && LOOPBACK.has(u.hostname)) return undefined;
-  return 'must be https (http only on loopback)';
+  return trustUrlProblem(uri);
 }
 
 function maxAgeOf(cacheControl: string | string[] | undefined): number | undefined {

@@ -2,11 +2,9 @@
  * File helpers: capped reads of untrusted files, the atomic 0600 write of a private key file,
  * and key loading with errors that name the file.
  */
-import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fchmodSync, fstatSync, fsyncSync, linkSync, openSync, readSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
-import * as path from 'node:path';
-import { FormatError, fingerprint, readPrivateKeyFile, type Ed25519PrivateKey } from '@trustplane/core';
-import { CliError, failure } from './output.js';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { FormatError, fingerprint, readPrivateKeyFile, writeFileAtomic as coreWriteFileAtomic, type Ed25519PrivateKey } from '@trustplane/core';
+import { failure } from './output.js';
 
 /** The `--kid` default: `key-` + the first 16 hex characters of the public key fingerprint. */
 export function defaultKid(publicKey: Uint8Array): string {
@@ -60,72 +58,15 @@ function errnoCode(err: unknown): string | undefined {
 }
 
 /**
- * Write a file atomically: a temp file is created exclusively ('wx') in the same directory with
- * `mode`, filled and fsynced, then put in place, so a reader (the adapter's watcher) sees the
- * old file or the new one, never a part. With `overwrite` it is renamed over the target (and the
- * directory fsynced, best effort); without, it is hard-linked into place, which fails if the
- * name exists — so a file that appears between the check and the write is never clobbered.
- * The temp file never outlives the call.
+ * core's `writeFileAtomic` (readers see the old file or the new one, never a part; without
+ * `overwrite` an existing file is never clobbered), with the CLI's one-line errors.
  */
 export function writeFileAtomic(file: string, data: string, opts: { mode: number; overwrite: boolean }): void {
-  const target = path.resolve(file);
-  const dir = path.dirname(target);
-  const tmp = path.join(dir, `.${path.basename(target)}.${randomBytes(8).toString('hex')}.tmp`);
-  let fd: number;
   try {
-    fd = openSync(tmp, 'wx', opts.mode);
+    coreWriteFileAtomic(file, data, opts);
   } catch (err) {
+    if (errnoCode(err) === 'EEXIST') throw refuseOverwrite(file);
     throw failure(`cannot write ${JSON.stringify(file)}: ${systemMessage(err)}`, undefined, err);
-  }
-  let tmpExists = true;
-  try {
-    try {
-      // The umask can only clear bits, but pin the mode anyway (0600 for private keys).
-      fchmodSync(fd, opts.mode);
-      writeSync(fd, data);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    if (opts.overwrite) {
-      renameSync(tmp, target);
-      tmpExists = false;
-      fsyncDirectory(dir);
-      return;
-    }
-    try {
-      linkSync(tmp, target);
-    } catch (err) {
-      const code = errnoCode(err);
-      if (code === 'EEXIST') throw refuseOverwrite(file);
-      // A file system without hard links: fall back to check-then-rename.
-      if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS' && code !== 'EOPNOTSUPP') throw err;
-      if (existsSync(target)) throw refuseOverwrite(file);
-      renameSync(tmp, target);
-      tmpExists = false;
-      return;
-    }
-    unlinkSync(tmp);
-    tmpExists = false;
-  } catch (err) {
-    if (err instanceof CliError) throw err;
-    throw failure(`cannot write ${JSON.stringify(file)}: ${systemMessage(err)}`, undefined, err);
-  } finally {
-    if (tmpExists) rmSync(tmp, { force: true });
-  }
-}
-
-/** Make a rename durable; not every file system lets a directory be fsynced (best effort). */
-function fsyncDirectory(dir: string): void {
-  try {
-    const dfd = openSync(dir, 'r');
-    try {
-      fsyncSync(dfd);
-    } finally {
-      closeSync(dfd);
-    }
-  } catch {
-    // best effort
   }
 }
 

@@ -103,3 +103,4 @@ export {
   type SignedFetchOptions,
 } from './signer.js';
 export * from './bundle/index.js';
+export { writeFileAtomic, trustUrlProblem } from './files.js';

@@ -22,10 +22,9 @@
  * are made under `keyring.lock` from the timeline as it is on disk, and readers pick up a
  * timeline another process wrote (one stat per read).
  */
-import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeSync, type Stats } from 'node:fs';
+import { mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync, closeSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
-import { encodeBase64url, formatPrivateKey, generatePrivateKey, isJsonObject, parseJsonStrict, parsePrivateKey, systemClock, type Clock, type Ed25519PrivateKey } from '@trustplane/core';
+import { encodeBase64url, formatPrivateKey, generatePrivateKey, isJsonObject, parseJsonStrict, parsePrivateKey, systemClock, writeFileAtomic, type Clock, type Ed25519PrivateKey } from '@trustplane/core';
 
 export interface KeyTimelineEntry {
   readonly kid: string;
@@ -86,34 +85,12 @@ const MAX_KEYS = 1000;
 /** Also keeps `<kid>.key` inside the directory: no separators, no dot-only names. */
 const KID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const GENERATED_KEY_FILE_RE = /^issuer-\d{8}-[A-Za-z0-9_-]{8,43}\.key$/;
-const TMP_FILE_RE = /^\.(?:keyring\.json|issuer-\d{8}-[A-Za-z0-9_-]{8,43}\.key)\.[0-9a-f]{12}\.tmp$/;
+const TMP_FILE_RE = /^\.(?:keyring\.json|issuer-\d{8}-[A-Za-z0-9_-]{8,43}\.key)\.[0-9a-f]{16}\.tmp$/; // core writeFileAtomic temp names
 /** A lock older than this was left by a crashed process. */
 const STALE_LOCK_MS = 30_000;
 
-function fsyncDirectory(dir: string): void {
-  try {
-    const fd = openSync(dir, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    // Not every platform can fsync a directory; the rename itself is still atomic.
-  }
-}
-
 function writeAtomic(file: string, data: string): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fd = openSync(tmp, 'wx', 0o600);
-  try {
-    writeSync(fd, data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, file);
-  fsyncDirectory(path.dirname(file));
+  writeFileAtomic(file, data, { mode: 0o600, overwrite: true });
 }
 
 function sleepSync(ms: number): void {

@@ -8,6 +8,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { IssuerKeyring } from './keyring.js';
+import { trustUrlProblem } from '@trustplane/core';
 
 export interface IssuerServerOptions {
   listen: { host: string; port: number };
@@ -31,21 +32,9 @@ export interface RunningIssuer {
   close(): Promise<void>;
 }
 
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
-
-/** Why a URL cannot be an issuer (or its public URL), or undefined. */
+/** Why an issuer / public URL is unacceptable, or undefined: https (http on loopback), no credentials, query or fragment. */
 export function issuerUrlProblem(value: string): string | undefined {
-  let u: URL;
-  try {
-    u = new URL(value);
-  } catch {
-    return 'is not a URL';
-  }
-  if (u.username !== '' || u.password !== '') return 'must not carry credentials';
-  if (u.search !== '' || u.hash !== '') return 'must not have a query or fragment';
-  if (u.protocol === 'https:') return undefined;
-  if (u.protocol === 'http:' && LOOPBACK_HOSTS.has(u.hostname)) return undefined;
-  return 'must be https (http only on loopback)';
+  return trustUrlProblem(value, { noQuery: true });
 }
 
 /**

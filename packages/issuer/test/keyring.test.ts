@@ -169,7 +169,7 @@ test('crash leftovers: an unnamed key file and temporaries are removed; a stale 
   const k = IssuerKeyring.open(dir, opts(clock));
   const orphan = `issuer-20270115-${encodeBase64url(generatePrivateKey().publicKey).slice(0, 8)}.key`;
   writeFileSync(path.join(dir, orphan), `${formatPrivateKey(generatePrivateKey())}\n`, { mode: 0o600 });
-  writeFileSync(path.join(dir, '.keyring.json.0123456789ab.tmp'), '{');
+  writeFileSync(path.join(dir, '.keyring.json.0123456789abcdef.tmp'), '{');
   writeFileSync(path.join(dir, 'operator-notes.key'), 'not ours');
   // A lock left by a crashed process (older than 30 s).
   const lock = path.join(dir, 'keyring.lock');
