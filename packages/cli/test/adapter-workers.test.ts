@@ -5,20 +5,11 @@ import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { encodeBase64url, privateKeyFromSeed, signDocument } from '@trustplane/core';
-import { trustMaterial, policyBundle, makeRequest, startEchoUpstream, startRedis, redisAvailable, freePort } from '@trustplane/testkit';
-import { binPath, run } from './helpers.js';
+import { makeRequest, startEchoUpstream, startRedis, redisAvailable, freePort } from '@trustplane/testkit';
+import { binPath, run, BUNDLE_SIGNING, writeSignedBundles } from './helpers.js';
 
-const signer = privateKeyFromSeed(Buffer.alloc(32, 77));
-const SIGNING = `bundles-1=${encodeBase64url(signer.publicKey)}`;
-
-function writeBundles(dir: string): { tm: string; pb: string } {
-  const tm = join(dir, 'tm.json');
-  const pb = join(dir, 'pb.json');
-  writeFileSync(tm, JSON.stringify(signDocument(trustMaterial(), signer, { kid: 'bundles-1', signerIssuer: 'test' })));
-  writeFileSync(pb, JSON.stringify(signDocument(policyBundle(), signer, { kid: 'bundles-1', signerIssuer: 'test' })));
-  return { tm, pb };
-}
+const SIGNING = BUNDLE_SIGNING;
+const writeBundles = writeSignedBundles;
 
 interface Spawned {
   child: ChildProcess;

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
-import { encodeBase64url, formatPrivateKey, privateKeyFromSeed, type Ed25519PrivateKey } from '@trustplane/core';
+import { encodeBase64url, formatPrivateKey, privateKeyFromSeed, signDocument, type Ed25519PrivateKey } from '@trustplane/core';
+import { policyBundle, trustMaterial } from '@trustplane/testkit';
 import { main } from '../src/main.js';
 
 /** Repository root (tests run from packages/cli/dist/test). */
@@ -93,4 +94,17 @@ export function identityArgs(keyFile: string, extra: readonly string[] = []): st
 /** The stderr contract: exactly one line `trustplane: …`. */
 export function isOneErrorLine(stderr: string): boolean {
   return /^trustplane: [^\n]+\n$/.test(stderr);
+}
+
+/** The bundle-signing key of the process tests, and its `--bundle-signature-public-key` value. */
+export const bundleSigner: Ed25519PrivateKey = privateKeyFromSeed(Buffer.alloc(32, 77));
+export const BUNDLE_SIGNING = `bundles-1=${encodeBase64url(bundleSigner.publicKey)}`;
+
+/** The testkit trust material and policy bundle, signed with `bundleSigner`, written into `dir`. */
+export function writeSignedBundles(dir: string): { tm: string; pb: string } {
+  const tm = path.join(dir, 'tm.json');
+  const pb = path.join(dir, 'pb.json');
+  writeFileSync(tm, JSON.stringify(signDocument(trustMaterial(), bundleSigner, { kid: 'bundles-1', signerIssuer: 'test' })));
+  writeFileSync(pb, JSON.stringify(signDocument(policyBundle(), bundleSigner, { kid: 'bundles-1', signerIssuer: 'test' })));
+  return { tm, pb };
 }
