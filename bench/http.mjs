@@ -15,6 +15,9 @@
 //   npm run bench:http               the matrix (~4 min) → bench/results/http.{json,md}
 //   npm run bench:http -- --rss      RSS over a 60 s load (memory and Redis stores), merged in
 // Env: BENCH_HTTP_SECONDS (10), BENCH_HTTP_WARMUP_SECONDS (2), BENCH_HTTP_REQUESTS (70000).
+// For investigating one cell: BENCH_HTTP_ONLY=pinned:memory:64,pinned:bare:64 runs only those
+// cells and writes no results; BENCH_HTTP_ADAPTER_NODE_ARGS (e.g. --cpu-prof
+// --cpu-prof-dir=/tmp/prof) are given to the adapter's node only.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, mkdirSync, existsSync } from 'node:fs';
@@ -39,6 +42,8 @@ const RSS_SECONDS = Number(process.env.BENCH_HTTP_RSS_SECONDS ?? 60);
 const WARMUP_SLICE = 10_000;
 const REQUESTS = Number(process.env.BENCH_HTTP_REQUESTS ?? (RSS_MODE ? 260_000 : 70_000));
 const INVALID_NON2XX = 0.001;
+const ONLY = process.env.BENCH_HTTP_ONLY?.split(',').map((x) => x.trim()).filter(Boolean);
+const wanted = (pinned, kind, conns) => ONLY === undefined || ONLY.includes(`${pinned ? 'pinned' : 'unpinned'}:${kind}:${conns}`);
 
 const children = new Set();
 function cleanup() {
@@ -157,7 +162,8 @@ async function startAdapter(cpuList, upstream, replay, workers, env) {
   const port = await freePort();
   const admin = await freePort();
   const args = [BIN, 'adapter', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--upstream', upstream, '--replay', replay, '--workers', String(workers), '--log-level', 'warn', '--audit-log', join(env.dir, 'audit.jsonl'), '--bundle', env.tm, '--policy-bundle', env.pb, '--bundle-signature-public-key', env.signing];
-  const c = launch(cpuList, process.execPath, args);
+  const nodeArgs = process.env.BENCH_HTTP_ADAPTER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const c = launch(cpuList, process.execPath, [...nodeArgs, ...args]);
   await waitFor(c, 'adapter', () => c.errors().includes('listening on'));
   const deadline = Date.now() + 15_000;
   while (!(await httpOk(`http://127.0.0.1:${admin}/readyz`))) {
@@ -368,10 +374,11 @@ if (RSS_MODE) {
 } else {
   const cells = [];
   for (const pinned of CAN_PIN ? [true, false] : [false]) {
+    if (!['bare', 'memory', 'redis'].some((k) => [1, 64].some((c) => wanted(pinned, k, c)))) continue;
     const up = await startUpstream(pinned ? '1' : undefined);
     try {
       for (const kind of HAVE_REDIS ? ['bare', 'memory', 'redis'] : ['bare', 'memory']) {
-        for (const conns of [1, 64]) cells.push(await cell(kind, pinned, conns, up));
+        for (const conns of [1, 64]) if (wanted(pinned, kind, conns)) cells.push(await cell(kind, pinned, conns, up));
       }
     } finally {
       await stop(up.child);
@@ -415,6 +422,10 @@ md += `| target | measured | target | |\n|---|---|---|---|\n${ratios.map((r) => 
 if (result.one_core_ceiling !== undefined) md += `\nOne-core ceiling for any verifying proxy: bare proxy ${result.one_core_ceiling.bare_cpu_us_per_req} µs/req + crypto floor ${result.one_core_ceiling.floor_us} µs/req (${result.floor.backend}) → at most ${result.one_core_ceiling.max_ratio}× the bare proxy.\n`;
 md += `\n${machine.cpu}, ${machine.cores} cores, ${machine.mem_gb} GB, Linux ${machine.kernel}, Node ${machine.node}, ${machine.wrk}, libsodium ${machine.sodium ? 'yes' : 'no'}; ${SECONDS} s per cell after ${WARMUP_SECONDS} s warm-up; ${result.when}.\n`;
 console.log(md);
+if (ONLY !== undefined) {
+  say('BENCH_HTTP_ONLY: a partial run, results not written');
+  process.exit(0);
+}
 mkdirSync(RESULTS, { recursive: true });
 writeFileSync(new URL('http.json', RESULTS), JSON.stringify(result, null, 2) + '\n');
 writeFileSync(new URL('http.md', RESULTS), md);

@@ -7,6 +7,16 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 
+/**
+ * Whether the request's framing says it has no body at all: neither Content-Length nor
+ * Transfer-Encoding (RFC 9112 §6.3: then the body length is zero), or Content-Length: 0. Node's
+ * parser frames the message the same way, so such a request needs no reading and no hashing.
+ */
+export function hasNoBody(headers: Readonly<Record<string, string | readonly string[] | undefined>>): boolean {
+  const cl = headers['content-length'];
+  return headers['transfer-encoding'] === undefined && (cl === undefined || cl === '0');
+}
+
 export type BodyResult = { ok: true; chunks: Buffer[]; length: number; sha256: string } | { ok: false; reason: 'body_too_large' | 'aborted'; detail: string };
 
 export function readBody(req: IncomingMessage, maxBytes: number): Promise<BodyResult> {

@@ -17,10 +17,9 @@
  * copy onto the upstream request. Deny → the mapped status, `X-TrustPlane-Reason`, and the
  * JSON `{"allowed":false,"reason":"<code>"}`.
  */
-import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { auditEventForDecision, type Decision, type ReasonCode, type Verifier } from '@trustplane/core';
-import { IDENTITY_HEADERS, safeHeaderValue } from './headers.js';
+import { IDENTITY_HEADERS, inboundHeaders, requestIdOf, safeHeaderValue } from './headers.js';
 import { sendDenial } from './proxy.js';
 import { log, type AuditSink } from './audit-sink.js';
 import type { AdapterMetrics } from './metrics.js';
@@ -93,8 +92,8 @@ export async function startForwardAuthVerifier(opts: ForwardAuthOptions): Promis
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const inboundId = req.headers['x-request-id'];
-    const requestId = typeof inboundId === 'string' && /^[\x21-\x7e]{1,128}$/.test(inboundId) ? inboundId : randomUUID();
+    const h = inboundHeaders(req.rawHeaders);
+    const requestId = requestIdOf(h);
     // Nothing of a body is expected; drain whatever arrives so the connection stays usable.
     req.resume();
     const original = originalRequest(req, { trustForwardedHeaders: opts.trustForwardedHeaders, envoyPathPrefix });
@@ -108,7 +107,7 @@ export async function startForwardAuthVerifier(opts: ForwardAuthOptions): Promis
         method: original.method,
         path: q < 0 ? original.target : original.target.slice(0, q),
         query: q < 0 ? '' : original.target.slice(q + 1),
-        headers: req.headersDistinct,
+        headers: h,
         bodyNotAvailable: true,
         requestId,
       });

@@ -3,8 +3,12 @@
  * (Authorization, every X-TrustPlane-* header) and any inbound copies of the identity headers
  * are removed BEFORE the verified identity is added, so a caller can never spoof them; hop-by-hop
  * headers and those nominated by Connection are dropped in both directions (RFC 9110 §7.6.1).
+ *
+ * Everything works on the raw header lists (`req.rawHeaders`, undici's raw response headers) in
+ * one pass each: names keep their case and order, repeated headers stay repeated, and Node never
+ * has to build `req.headers` or `req.headersDistinct` objects on the hot path.
  */
-import type { IncomingHttpHeaders } from 'node:http';
+import { randomUUID } from 'node:crypto';
 import type { AllowDecision } from '@trustplane/core';
 
 export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'content-length']);
@@ -16,15 +20,44 @@ export const IDENTITY_HEADERS = {
   jti: 'x-trustplane-jti',
 } as const;
 
-/** Names listed in Connection (and the legacy Proxy-Connection), lower-cased. */
-function connectionNominated(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Set<string> {
-  const out = new Set<string>();
-  for (const name of ['connection', 'proxy-connection']) {
-    const v = headers[name];
-    for (const item of Array.isArray(v) ? v : v === undefined ? [] : [v]) {
+/** Request headers by lower-case name: the value, or every value in wire order when repeated. */
+export type InboundHeaders = Readonly<Record<string, string | string[]>>;
+
+/**
+ * The request's headers from `req.rawHeaders`, keyed by lower-case name (a null-prototype object:
+ * a header called `__proto__` is just a header). Same values as `req.headersDistinct`, except
+ * that a header sent once is a string rather than a one-element array.
+ */
+export function inboundHeaders(raw: readonly string[]): InboundHeaders {
+  const out = Object.create(null) as Record<string, string | string[]>;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    const value = raw[i + 1]!;
+    const prev = out[name];
+    if (prev === undefined) out[name] = value;
+    else if (typeof prev === 'string') out[name] = [prev, value];
+    else prev.push(value);
+  }
+  return out;
+}
+
+const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+
+/** The caller's X-Request-Id when it is one short visible-ASCII value, else a fresh UUID. */
+export function requestIdOf(headers: InboundHeaders): string {
+  const v = headers['x-request-id'];
+  return typeof v === 'string' && REQUEST_ID.test(v) ? v : randomUUID();
+}
+
+/** Names listed in Connection (and the legacy Proxy-Connection), lower-cased; undefined if none. */
+function connectionNominated(values: readonly (string | readonly string[] | undefined)[]): Set<string> | undefined {
+  let out: Set<string> | undefined;
+  for (const v of values) {
+    if (v === undefined) continue;
+    for (const item of typeof v === 'string' ? [v] : v) {
       for (const token of item.split(',')) {
         const t = token.trim().toLowerCase();
-        if (t !== '') out.add(t);
+        if (t !== '') (out ??= new Set()).add(t);
       }
     }
   }
@@ -37,35 +70,53 @@ export function safeHeaderValue(value: string): string {
 }
 
 /**
- * The headers to send upstream for an allowed request: inbound headers minus credentials,
- * TrustPlane headers, hop-by-hop and Connection-nominated ones, plus the verified identity.
+ * The headers to send upstream for an allowed request, as a flat [name, value, …] list: the
+ * inbound headers minus credentials, TrustPlane headers, X-Request-Id, hop-by-hop and
+ * Connection-nominated ones; then the verified identity, the request id and the body length.
  */
-export function upstreamRequestHeaders(inbound: IncomingHttpHeaders, decision: AllowDecision, extra: Record<string, string>): Record<string, string | string[]> {
-  const nominated = connectionNominated(inbound);
-  const out: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(inbound)) {
-    if (value === undefined) continue;
-    if (HOP_BY_HOP.has(name) || nominated.has(name)) continue;
-    if (name === 'authorization' || name.startsWith('x-trustplane-')) continue;
-    out[name] = value;
+export function upstreamRequestHeaders(raw: readonly string[], headers: InboundHeaders, decision: AllowDecision, requestId: string, bodyLength: number): string[] {
+  const nominated = headers['connection'] === undefined && headers['proxy-connection'] === undefined ? undefined : connectionNominated([headers['connection'], headers['proxy-connection']]);
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (HOP_BY_HOP.has(name) || name === 'authorization' || name === 'x-request-id' || name.startsWith('x-trustplane-') || nominated?.has(name) === true) continue;
+    out.push(raw[i]!, raw[i + 1]!);
   }
-  out[IDENTITY_HEADERS.subject] = safeHeaderValue(decision.subject);
-  out[IDENTITY_HEADERS.issuer] = safeHeaderValue(decision.issuer);
-  out[IDENTITY_HEADERS.trustDomain] = safeHeaderValue(decision.trustDomain);
-  out[IDENTITY_HEADERS.jti] = safeHeaderValue(decision.jti);
-  for (const [k, v] of Object.entries(extra)) out[k] = v;
+  out.push(
+    IDENTITY_HEADERS.subject,
+    safeHeaderValue(decision.subject),
+    IDENTITY_HEADERS.issuer,
+    safeHeaderValue(decision.issuer),
+    IDENTITY_HEADERS.trustDomain,
+    safeHeaderValue(decision.trustDomain),
+    IDENTITY_HEADERS.jti,
+    safeHeaderValue(decision.jti),
+    'x-request-id',
+    requestId,
+  );
+  if (bodyLength > 0) out.push('content-length', String(bodyLength));
   return out;
 }
 
-/** Upstream response headers to pass back to the client: hop-by-hop ones removed. */
-export function downstreamResponseHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
-  const nominated = connectionNominated(headers);
-  const out: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined) continue;
-    const n = name.toLowerCase();
-    if ((HOP_BY_HOP.has(n) && n !== 'content-length') || nominated.has(n)) continue;
-    out[n] = value;
+/**
+ * Upstream response headers to pass back to the client, as a flat [name, value, …] list: undici's
+ * raw header bytes read as latin-1 (so every byte passes unchanged), hop-by-hop ones removed
+ * except Content-Length, and any nominated by the response's Connection header.
+ */
+export function downstreamResponseHeaders(raw: readonly Buffer[]): string[] {
+  const names: string[] = [];
+  let connection: string[] | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1').toLowerCase();
+    names.push(name);
+    if (name === 'connection' || name === 'proxy-connection') (connection ??= []).push(raw[i + 1]!.toString('latin1'));
+  }
+  const nominated = connection === undefined ? undefined : connectionNominated(connection);
+  const out: string[] = [];
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i]!;
+    if ((HOP_BY_HOP.has(name) && name !== 'content-length') || nominated?.has(name) === true) continue;
+    out.push(name, raw[2 * i + 1]!.toString('latin1'));
   }
   return out;
 }

@@ -4,8 +4,8 @@ export { createProxyHandler, sendDenial, type ProxyOptions, type ProxyHandler } 
 export { RedisReplayStore, createRedisClient, type RedisReplayStoreOptions } from './replay-redis.js';
 export { createMetrics, type AdapterMetrics } from './metrics.js';
 export { createAuditSink, MemoryAuditSink, log, setLogLevel, type AuditSink, type LogLevel } from './audit-sink.js';
-export { upstreamRequestHeaders, downstreamResponseHeaders, IDENTITY_HEADERS, HOP_BY_HOP } from './headers.js';
-export { readBody, type BodyResult } from './body.js';
+export { upstreamRequestHeaders, downstreamResponseHeaders, inboundHeaders, requestIdOf, IDENTITY_HEADERS, HOP_BY_HOP, type InboundHeaders } from './headers.js';
+export { readBody, hasNoBody, type BodyResult } from './body.js';
 export { startForwardAuthVerifier, originalRequest, type ForwardAuthOptions, type RunningForwardAuthVerifier, type ForwardAuthConvention } from './forward-auth.js';
 export { ClusterReplayStore, serveClusterReplay, type ClusterReplayStoreOptions, type ClusterReplayServer, type ServeClusterReplayOptions, type ReplayChannel, type ReplayPeer } from './replay-cluster.js';
 export { startClusterPrimary, attachClusterWorker, isAdapterWorker, WORKER_SLOT_ENV, type ClusterPrimaryOptions, type RunningClusterPrimary, type ClusterWorkerOptions, type AttachedClusterWorker } from './cluster.js';

@@ -5,12 +5,11 @@
  * the path and query bytes exactly as verified, credentials stripped and the verified identity
  * added; the response streams back.
  */
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Pool, errors as undiciErrors } from 'undici';
-import { REASONS, auditEventForDecision, type Decision, type ReasonCode, type Verifier, type Clock } from '@trustplane/core';
-import { readBody } from './body.js';
-import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { EMPTY_SHA256, REASONS, auditEventForDecision, type Decision, type ReasonCode, type Verifier, type Clock } from '@trustplane/core';
+import { hasNoBody, readBody } from './body.js';
+import { downstreamResponseHeaders, inboundHeaders, requestIdOf, upstreamRequestHeaders } from './headers.js';
 import type { AdapterMetrics } from './metrics.js';
 import { log, type AuditSink } from './audit-sink.js';
 
@@ -70,6 +69,7 @@ export function createProxyHandler(opts: ProxyOptions): ProxyHandler {
     bodyTimeout: opts.upstreamBodyTimeoutMs,
   });
   const component = opts.component ?? 'adapter';
+  const { metrics } = opts;
   let active = 0;
 
   function audit(decision: Decision | { allowed: false; reason: ReasonCode; detail: string }, requestId: string): void {
@@ -78,79 +78,113 @@ export function createProxyHandler(opts: ProxyOptions): ProxyHandler {
 
   function record(decision: { allowed: boolean; reason: string; routeId?: string }, verifyStarted: bigint | undefined): void {
     const outcome = decision.allowed ? 'allow' : 'deny';
-    opts.metrics.decisions.inc({ outcome, reason: decision.reason, route: decision.routeId ?? '' });
-    if (verifyStarted !== undefined) opts.metrics.verifySeconds.observe({ outcome }, Number(process.hrtime.bigint() - verifyStarted) / 1e9);
+    metrics.decisions.inc({ outcome, reason: decision.reason, route: decision.routeId ?? '' });
+    if (verifyStarted !== undefined) metrics.verifySeconds.observe({ outcome }, Number(process.hrtime.bigint() - verifyStarted) / 1e9);
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const started = process.hrtime.bigint();
-    const inboundId = req.headers['x-request-id'];
-    const requestId = typeof inboundId === 'string' && /^[\x21-\x7e]{1,128}$/.test(inboundId) ? inboundId : randomUUID();
-    const target = splitTarget(req.url ?? '');
-    const early = (reason: ReasonCode, detail: string, close = false) => {
-      const d = { allowed: false as const, reason, detail };
-      record(d, undefined);
-      audit(d, requestId);
-      sendDenial(res, reason, close);
-      opts.metrics.requestSeconds.observe({ outcome: 'deny' }, Number(process.hrtime.bigint() - started) / 1e9);
-    };
-    if (target === undefined) return early('malformed_request', 'request target is not in origin-form');
-    // Junk without a passport is refused before its body is read.
-    if (req.headers.authorization === undefined) return early('missing_passport', 'no Authorization header', true);
+  const elapsed = (started: bigint) => Number(process.hrtime.bigint() - started) / 1e9;
 
-    const body = await readBody(req, opts.maxBodyBytes);
-    if (!body.ok) {
-      if (body.reason === 'aborted') {
-        res.destroy();
-        return;
+  function early(res: ServerResponse, started: bigint, requestId: string, reason: ReasonCode, detail: string, close = false): void {
+    const d = { allowed: false as const, reason, detail };
+    record(d, undefined);
+    audit(d, requestId);
+    sendDenial(res, reason, close);
+    metrics.requestSeconds.observe({ outcome: 'deny' }, elapsed(started));
+  }
+
+  /**
+   * Forward an allowed request with undici's dispatch API: the response head and body go
+   * straight to `res` (backpressure: undici pauses the upstream socket while `res` is full). A
+   * client that goes away aborts the upstream request.
+   */
+  function forward(req: IncomingMessage, res: ServerResponse, headers: string[], body: Buffer | null, requestId: string, started: bigint, state: Conn): void {
+    let resume: (() => void) | undefined;
+    const onDrain = () => resume?.();
+    pool.dispatch(
+      { origin: upstream.origin, method: req.method!, path: prefix + req.url!, headers, body },
+      {
+        onConnect(abort: (err?: Error) => void) {
+          if (state.gone) abort();
+          else state.abortUpstream = abort;
+        },
+        onHeaders(statusCode: number, raw: Buffer[], resumeUpstream: () => void): boolean {
+          if (statusCode < 200) return true; // 1xx informational: not forwarded
+          resume = resumeUpstream;
+          res.writeHead(statusCode, downstreamResponseHeaders(raw));
+          return true;
+        },
+        onData(chunk: Buffer): boolean {
+          if (res.write(chunk)) return true;
+          res.once('drain', onDrain);
+          return false;
+        },
+        onComplete() {
+          state.abortUpstream = undefined;
+          res.end();
+          metrics.requestSeconds.observe({ outcome: 'allow' }, elapsed(started));
+        },
+        onError(err: Error) {
+          state.abortUpstream = undefined;
+          if (state.gone) return; // the client went away: we aborted
+          const timeout = err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError || err instanceof undiciErrors.ConnectTimeoutError;
+          metrics.upstreamErrors.inc({ kind: timeout ? 'timeout' : 'unavailable' });
+          log('warn', 'upstream request failed', { request_id: requestId, error: err.message });
+          if (res.headersSent) res.destroy();
+          else sendDenial(res, timeout ? 'upstream_timeout' : 'upstream_unavailable');
+        },
+      },
+    );
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse, state: Conn): Promise<void> {
+    const started = process.hrtime.bigint();
+    const raw = req.rawHeaders;
+    const h = inboundHeaders(raw);
+    const requestId = requestIdOf(h);
+    const target = splitTarget(req.url ?? '');
+    if (target === undefined) return early(res, started, requestId, 'malformed_request', 'request target is not in origin-form');
+    // Junk without a passport is refused before its body is read.
+    if (h['authorization'] === undefined) return early(res, started, requestId, 'missing_passport', 'no Authorization header', true);
+
+    let bodySha256 = EMPTY_SHA256;
+    let body: Buffer | null = null;
+    if (!hasNoBody(h)) {
+      const read = await readBody(req, opts.maxBodyBytes);
+      if (!read.ok) {
+        if (read.reason === 'aborted') {
+          res.destroy();
+          return;
+        }
+        return early(res, started, requestId, 'body_too_large', read.detail, true);
       }
-      return early('body_too_large', body.detail, true);
+      bodySha256 = read.sha256;
+      if (read.length > 0) body = read.chunks.length === 1 ? read.chunks[0]! : Buffer.concat(read.chunks, read.length);
     }
     const verifyStarted = process.hrtime.bigint();
-    const decision = await opts.verifier.verify({ method: req.method ?? '', path: target.path, query: target.query, headers: req.headersDistinct, bodySha256: body.sha256, requestId });
+    const decision = await opts.verifier.verify({ method: req.method ?? '', path: target.path, query: target.query, headers: h, bodySha256, requestId });
     record(decision, verifyStarted);
     audit(decision, requestId);
     if (!decision.allowed) {
-      if (decision.reason === 'replay_store_unavailable') opts.metrics.replayStoreErrors.inc();
+      if (decision.reason === 'replay_store_unavailable') metrics.replayStoreErrors.inc();
       sendDenial(res, decision.reason);
-      opts.metrics.requestSeconds.observe({ outcome: 'deny' }, Number(process.hrtime.bigint() - started) / 1e9);
+      metrics.requestSeconds.observe({ outcome: 'deny' }, elapsed(started));
       return;
     }
-
-    const headers = upstreamRequestHeaders(req.headers, decision, { 'x-request-id': requestId });
-    if (body.length > 0) headers['content-length'] = String(body.length);
-    const abort = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) abort.abort();
-    });
-    try {
-      const up = await pool.request({
-        method: req.method as 'GET',
-        path: prefix + req.url!,
-        headers,
-        body: body.length === 0 ? null : body.chunks.length === 1 ? body.chunks[0]! : Buffer.concat(body.chunks, body.length),
-        signal: abort.signal,
-      });
-      res.writeHead(up.statusCode, downstreamResponseHeaders(up.headers));
-      for await (const chunk of up.body) {
-        if (!res.write(chunk as Buffer)) await new Promise((r) => res.once('drain', r));
-      }
-      res.end();
-      opts.metrics.requestSeconds.observe({ outcome: 'allow' }, Number(process.hrtime.bigint() - started) / 1e9);
-    } catch (err) {
-      if (abort.signal.aborted) return; // the client went away
-      const timeout = err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError || err instanceof undiciErrors.ConnectTimeoutError;
-      opts.metrics.upstreamErrors.inc({ kind: timeout ? 'timeout' : 'unavailable' });
-      log('warn', 'upstream request failed', { request_id: requestId, error: err instanceof Error ? err.message : String(err) });
-      if (res.headersSent) res.destroy();
-      else sendDenial(res, timeout ? 'upstream_timeout' : 'upstream_unavailable');
-    }
+    if (state.gone) return; // the client left while we verified: nothing to forward
+    forward(req, res, upstreamRequestHeaders(raw, h, decision, requestId, body === null ? 0 : body.length), body, requestId, started, state);
   }
 
   const handler = ((req: IncomingMessage, res: ServerResponse) => {
     active++;
-    res.once('close', () => active--);
-    handle(req, res).catch((err: unknown) => {
+    const state: Conn = { gone: false, abortUpstream: undefined };
+    res.once('close', () => {
+      active--;
+      if (!res.writableFinished) {
+        state.gone = true;
+        state.abortUpstream?.();
+      }
+    });
+    handle(req, res, state).catch((err: unknown) => {
       // Fail closed on anything unexpected; the server keeps serving.
       log('error', 'request handling failed', { error: err instanceof Error ? err.message : String(err) });
       sendDenial(res, 'internal_error', true);
@@ -159,4 +193,11 @@ export function createProxyHandler(opts: ProxyOptions): ProxyHandler {
   handler.close = () => pool.close();
   handler.inFlight = () => active;
   return handler;
+}
+
+/** Per-request state shared by the handler and the upstream dispatch. */
+interface Conn {
+  /** The client closed the connection before the response was complete. */
+  gone: boolean;
+  abortUpstream: (() => void) | undefined;
 }
