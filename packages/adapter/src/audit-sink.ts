@@ -3,7 +3,7 @@
  * append-only file; operational logs are JSON lines on stderr. Neither ever receives a passport,
  * a proof or a header value: events are built by core's allow-listing builder.
  */
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import type { AuditEvent } from '@trustplane/core';
 
 export interface AuditSink {
@@ -72,16 +72,40 @@ export function createAuditSink(target: string | undefined): AuditSink {
     };
   }
   if (target === 'off') return { write: () => undefined, close: () => Promise.resolve() };
-  const stream: WriteStream = createWriteStream(target, { flags: 'a', mode: 0o640 });
-  stream.on('error', (err) => log('error', 'audit sink write failed', { error: err.message }));
-  const b = new LineBatcher((chunk) => void stream.write(chunk));
+  // A synchronous append from the batcher, once per event-loop turn: a page-cache append costs a
+  // few µs, far less than handing every batch to the libuv threadpool (a WriteStream: ~40 µs of
+  // CPU per request on one core in bench:http). An unopenable file fails at start, not later.
+  let fd: number;
+  try {
+    fd = openSync(target, 'a', 0o640);
+  } catch (err) {
+    throw new Error(`cannot open the audit log ${target}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  let failing = false;
+  const b = new LineBatcher((chunk) => {
+    let buf = Buffer.from(chunk);
+    try {
+      while (buf.length > 0) buf = buf.subarray(writeSync(fd, buf));
+      failing = false;
+    } catch (err) {
+      // Reported once per failure streak, not once per batch.
+      if (!failing) log('error', 'audit sink write failed', { error: err instanceof Error ? err.message : String(err) });
+      failing = true;
+    }
+  });
+  let closed = false;
   return {
-    write: (e) => b.push(`${JSON.stringify(e)}\n`),
-    close: () =>
-      new Promise((resolve) => {
+    write: (e) => {
+      if (!closed) b.push(`${JSON.stringify(e)}\n`);
+    },
+    close: () => {
+      if (!closed) {
+        closed = true;
         b.flush();
-        stream.end(resolve);
-      }),
+        closeSync(fd);
+      }
+      return Promise.resolve();
+    },
   };
 }
 

@@ -37,3 +37,12 @@ test('stdout batching: a burst goes out in chunks of whole lines no larger than 
   const lines = writes.join('').trimEnd().split('\n');
   assert.deepEqual(lines.map((l) => (JSON.parse(l) as { jti: string }).jti), Array.from({ length: 200 }, (_, i) => `jti-${i}`));
 });
+
+test('file audit sink: a file that cannot be opened is refused at creation, with the path and the cause', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'tp-audit-'));
+  try {
+    assert.throws(() => createAuditSink(path.join(dir, 'missing-dir', 'audit.jsonl')), /cannot open the audit log .*missing-dir.*ENOENT/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -34,6 +34,10 @@ test('adapter configuration errors stop startup with one clear line (exit 2)', a
     const bad = await runBin(['adapter', '--upstream', 'http://127.0.0.1:1', '--bundle', tm, '--policy-bundle', pb, '--bundle-signature-public-key', `bundles-1=${encodeBase64url(privateKeyFromSeed(Buffer.alloc(32, 1)).publicKey)}`]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /cannot load the bundle pair: invalid_bundle_signature/);
+    const audit = await runBin([...base, '--upstream', 'http://127.0.0.1:1', '--audit-log', join(dir, 'no-such-dir', 'audit.jsonl')]);
+    assert.equal(audit.code, 1, audit.stderr);
+    assert.match(audit.stderr, /cannot open the audit log .*no-such-dir.*ENOENT/);
+    assert.equal(audit.stderr.trim().split('\n').length, 1, audit.stderr);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

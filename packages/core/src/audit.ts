@@ -68,10 +68,21 @@ function clean(value: string): string {
   return s.length > MAX_FIELD ? `${s.slice(0, MAX_FIELD)}…` : s;
 }
 
+/** The ISO form of the last timestamp: events in the same millisecond share it. */
+let lastMs = NaN;
+let lastIso = '';
+function isoTime(ms: number): string {
+  if (ms !== lastMs) {
+    lastIso = new Date(ms).toISOString();
+    lastMs = ms;
+  }
+  return lastIso;
+}
+
 export function buildAuditEvent(fields: AuditFields): AuditEvent {
   const event: AuditEvent = {
     version: AUDIT_EVENT_VERSION,
-    occurred_at: new Date(fields.occurredAtMs).toISOString(),
+    occurred_at: isoTime(fields.occurredAtMs),
     component: fields.component,
     outcome: fields.accepted ? 'allow' : 'deny',
     accepted: fields.accepted,
