@@ -26,6 +26,8 @@ export function createRedisClient(url: string, opts: RedisReplayStoreOptions = {
     commandTimeout: opts.commandTimeoutMs ?? 250,
     connectTimeout: opts.connectTimeoutMs ?? 2000,
     lazyConnect: false,
+    // Commands issued in one event-loop turn share one write (many requests in flight).
+    enableAutoPipelining: true,
     // Keep trying to reconnect in the background; requests fail closed meanwhile.
     retryStrategy: (times) => Math.min(50 * times, 1000),
   };
@@ -55,7 +57,7 @@ export function createRedisClient(url: string, opts: RedisReplayStoreOptions = {
       return new Redis({ ...common, ...auth, sentinels: list, name });
     }
     case 'redis+cluster:':
-      return new Cluster(list, { enableOfflineQueue: false, redisOptions: { ...common, ...auth } });
+      return new Cluster(list, { enableOfflineQueue: false, enableAutoPipelining: true, redisOptions: { ...common, ...auth } });
     default:
       throw new TypeError(`unsupported replay store URL scheme ${u.protocol} (use redis://, rediss://, redis+sentinel:// or redis+cluster://)`);
   }
