@@ -62,7 +62,11 @@ export type AuditFields = Partial<Record<(typeof OPTIONAL_AUDIT_STRING_FIELDS)[n
 
 const MAX_FIELD = 512;
 
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
 function clean(value: string): string {
+  if (value.length <= MAX_FIELD && !CONTROL.test(value)) return value; // the common case: nothing to do
   // eslint-disable-next-line no-control-regex
   const s = value.replace(/[\u0000-\u001f\u007f]/g, '?');
   return s.length > MAX_FIELD ? `${s.slice(0, MAX_FIELD)}…` : s;

@@ -15,6 +15,13 @@ test('audit event: required fields, RFC 3339 UTC time, control characters neutra
   assert.equal(e.outcome, 'deny');
   assert.ok(!e.detail_reason.includes('\n'));
   assert.ok(e.detail_reason.length < 600);
+  // Each condition alone: a short field with a control character, a long clean one.
+  const short = buildAuditEvent({ component: 'adapter', accepted: true, reason_code: 'request_verified', detail_reason: 'ok', occurredAtMs: T0, subject: 'svc\u007f\tx' });
+  assert.equal(short.subject, 'svc??x');
+  const long = buildAuditEvent({ component: 'adapter', accepted: true, reason_code: 'request_verified', detail_reason: 'a'.repeat(513), occurredAtMs: T0 + 1 });
+  assert.equal(long.detail_reason, `${'a'.repeat(512)}…`);
+  assert.equal(long.occurred_at, '2025-02-19T21:20:00.001Z', 'a new millisecond gets its own time');
+  assert.equal(buildAuditEvent({ component: 'adapter', accepted: true, reason_code: 'request_verified', detail_reason: 'x', occurredAtMs: T0 }).occurred_at, '2025-02-19T21:20:00.000Z');
 });
 
 test('audit events for allow and deny decisions never contain the passport, the proof or header values', async () => {
