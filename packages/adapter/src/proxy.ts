@@ -72,17 +72,17 @@ export function createProxyHandler(opts: ProxyOptions): ProxyHandler {
   const { metrics } = opts;
   let active = 0;
 
+  const elapsed = (since: bigint) => Number(process.hrtime.bigint() - since) / 1e9;
+
   function audit(decision: Decision | { allowed: false; reason: ReasonCode; detail: string }, requestId: string): void {
     opts.audit.write(auditEventForDecision(decision, { component, occurredAtMs: opts.clock.now(), requestId }));
   }
 
-  function record(decision: { allowed: boolean; reason: string; routeId?: string }, verifyStarted: bigint | undefined): void {
+  function record(decision: { allowed: boolean; reason: string; routeId?: string }, verifySeconds: number | undefined): void {
     const outcome = decision.allowed ? 'allow' : 'deny';
     metrics.decisions.inc({ outcome, reason: decision.reason, route: decision.routeId ?? '' });
-    if (verifyStarted !== undefined) metrics.verifySeconds.observe({ outcome }, Number(process.hrtime.bigint() - verifyStarted) / 1e9);
+    if (verifySeconds !== undefined) metrics.verifySeconds.observe({ outcome }, verifySeconds);
   }
-
-  const elapsed = (started: bigint) => Number(process.hrtime.bigint() - started) / 1e9;
 
   function early(res: ServerResponse, started: bigint, requestId: string, reason: ReasonCode, detail: string, close = false): void {
     const d = { allowed: false as const, reason, detail };
@@ -162,16 +162,24 @@ export function createProxyHandler(opts: ProxyOptions): ProxyHandler {
     }
     const verifyStarted = process.hrtime.bigint();
     const decision = await opts.verifier.verify({ method: req.method ?? '', path: target.path, query: target.query, headers: h, bodySha256, requestId });
-    record(decision, verifyStarted);
-    audit(decision, requestId);
+    const verifySeconds = elapsed(verifyStarted);
     if (!decision.allowed) {
+      record(decision, verifySeconds);
+      audit(decision, requestId);
       if (decision.reason === 'replay_store_unavailable') metrics.replayStoreErrors.inc();
       sendDenial(res, decision.reason);
       metrics.requestSeconds.observe({ outcome: 'deny' }, elapsed(started));
       return;
     }
-    if (state.gone) return; // the client left while we verified: nothing to forward
-    forward(req, res, upstreamRequestHeaders(raw, h, decision, requestId, body === null ? 0 : body.length), body, requestId, started, state);
+    try {
+      // Forwarded first (the request is on the upstream socket when dispatch returns), so the
+      // upstream works while this process records the decision. The decision is recorded and
+      // audited whatever happens to the forwarding.
+      if (!state.gone) forward(req, res, upstreamRequestHeaders(raw, h, decision, requestId, body === null ? 0 : body.length), body, requestId, started, state);
+    } finally {
+      record(decision, verifySeconds);
+      audit(decision, requestId);
+    }
   }
 
   const handler = ((req: IncomingMessage, res: ServerResponse) => {
