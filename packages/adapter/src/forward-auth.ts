@@ -19,6 +19,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { auditEventForDecision, type Decision, type ReasonCode, type Verifier } from '@trustplane/core';
+import { verifyPerTurn } from './turn-batch.js';
 import { IDENTITY_HEADERS, inboundHeaders, requestIdOf, safeHeaderValue } from './headers.js';
 import { sendDenial } from './proxy.js';
 import { log, type AuditSink } from './audit-sink.js';
@@ -84,6 +85,7 @@ export function originalRequest(req: IncomingMessage, opts: { trustForwardedHead
 
 export async function startForwardAuthVerifier(opts: ForwardAuthOptions): Promise<RunningForwardAuthVerifier> {
   const { clock, metrics, verifier } = createVerifying(opts);
+  const verify = verifyPerTurn(verifier);
   const envoyPathPrefix = opts.envoyPathPrefix ?? '/ext_authz';
 
   function deny(res: ServerResponse, reason: ReasonCode): void {
@@ -103,7 +105,7 @@ export async function startForwardAuthVerifier(opts: ForwardAuthOptions): Promis
       decision = { allowed: false, reason: 'malformed_request', detail: 'error' in original ? original.error : 'original URI is not in origin-form' };
     } else {
       const q = original.target.indexOf('?');
-      decision = await verifier.verify({
+      decision = await verify({
         method: original.method,
         path: q < 0 ? original.target : original.target.slice(0, q),
         query: q < 0 ? '' : original.target.slice(q + 1),

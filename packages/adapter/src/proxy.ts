@@ -11,6 +11,7 @@ import { EMPTY_SHA256, REASONS, auditEventForDecision, type Decision, type Reaso
 import { hasNoBody, readBody } from './body.js';
 import { downstreamResponseHeaders, inboundHeaders, requestIdOf, upstreamRequestHeaders } from './headers.js';
 import type { AdapterMetrics } from './metrics.js';
+import { verifyPerTurn } from './turn-batch.js';
 import { log, type AuditSink } from './audit-sink.js';
 
 export interface ProxyOptions {
@@ -70,6 +71,7 @@ export function createProxyHandler(opts: ProxyOptions): ProxyHandler {
   });
   const component = opts.component ?? 'adapter';
   const { metrics } = opts;
+  const verify = verifyPerTurn(opts.verifier);
   let active = 0;
 
   const elapsed = (since: bigint) => Number(process.hrtime.bigint() - since) / 1e9;
@@ -161,7 +163,7 @@ export function createProxyHandler(opts: ProxyOptions): ProxyHandler {
       if (read.length > 0) body = read.chunks.length === 1 ? read.chunks[0]! : Buffer.concat(read.chunks, read.length);
     }
     const verifyStarted = process.hrtime.bigint();
-    const decision = await opts.verifier.verify({ method: req.method ?? '', path: target.path, query: target.query, headers: h, bodySha256, requestId });
+    const decision = await verify({ method: req.method ?? '', path: target.path, query: target.query, headers: h, bodySha256, requestId });
     const verifySeconds = elapsed(verifyStarted);
     if (!decision.allowed) {
       record(decision, verifySeconds);
