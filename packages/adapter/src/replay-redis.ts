@@ -63,22 +63,94 @@ export function createRedisClient(url: string, opts: RedisReplayStoreOptions = {
   }
 }
 
+/**
+ * SET NX PXAT for every key of a batch, in one script call: each key is still set atomically
+ * and independently (a script runs atomically in Redis), and the reply says, per key, whether
+ * this call set it (1) or it was already there (0).
+ */
+const CONSUME_MANY = `local r = {}
+for i, k in ipairs(KEYS) do
+  r[i] = redis.call('SET', k, '1', 'PXAT', ARGV[i], 'NX') and 1 or 0
+end
+return r`;
+
+interface PendingConsume {
+  readonly key: string;
+  readonly expiresAtMs: number;
+  readonly resolve: (r: ConsumeResult) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+type ScriptClient = Redis & { tpConsumeMany(numKeys: number, ...keysThenArgs: string[]): Promise<number[]> };
+
 export class RedisReplayStore implements ReplayStore {
   readonly client: Client;
   private readonly prefix: string;
+  /** Consumes asked for in this turn of the event loop (standalone and Sentinel only). */
+  private queue: PendingConsume[] = [];
+  private scheduled = false;
 
   constructor(urlOrClient: string | Client, opts: RedisReplayStoreOptions = {}) {
     this.client = typeof urlOrClient === 'string' ? createRedisClient(urlOrClient, opts) : urlOrClient;
     this.prefix = opts.prefix ?? 'trustplane:jti:';
     // Errors surface per command; without a listener ioredis would log them as unhandled.
     this.client.on('error', () => undefined);
+    // EVALSHA, falling back to EVAL once if the script cache was flushed (ioredis does this).
+    if (!(this.client instanceof Cluster)) this.client.defineCommand('tpConsumeMany', { lua: CONSUME_MANY });
   }
 
-  async consume(key: string, expiresAtMs: number): Promise<ConsumeResult> {
+  /** The Redis key of a replay key: 16 raw bytes (core replayKey), hex for redis-cli. */
+  private redisKey(key: string): string {
+    return this.prefix + Buffer.from(key, 'latin1').toString('hex');
+  }
+
+  /**
+   * Consume one key. On a standalone or Sentinel-managed Redis, the consumes asked for in one
+   * event-loop turn (the adapter verifies a turn's requests together) go out as ONE script call;
+   * in a Redis Cluster keys live in different slots, so each is its own (auto-pipelined) SET.
+   */
+  consume(key: string, expiresAtMs: number): Promise<ConsumeResult> {
+    if (this.client instanceof Cluster) return this.consumeOne(key, expiresAtMs);
+    return new Promise((resolve, reject) => {
+      this.queue.push({ key, expiresAtMs, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        process.nextTick(this.flush);
+      }
+    });
+  }
+
+  private readonly flush = (): void => {
+    this.scheduled = false;
+    const batch = this.queue;
+    this.queue = [];
+    if (batch.length === 1) {
+      const one = batch[0]!;
+      this.consumeOne(one.key, one.expiresAtMs).then(one.resolve, one.reject);
+      return;
+    }
+    const args: string[] = batch.map((p) => this.redisKey(p.key));
+    for (const p of batch) args.push(String(Math.ceil(p.expiresAtMs)));
+    (this.client as ScriptClient).tpConsumeMany(batch.length, ...args).then(
+      (reply) => {
+        if (!Array.isArray(reply) || reply.length !== batch.length) {
+          const err = new ReplayStoreError('replay_store_unavailable', 'redis: unexpected reply to the consume script');
+          for (const p of batch) p.reject(err);
+          return;
+        }
+        batch.forEach((p, i) => p.resolve(reply[i] === 1 ? 'fresh' : 'replay'));
+      },
+      (err: unknown) => {
+        const e = new ReplayStoreError('replay_store_unavailable', `redis: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        for (const p of batch) p.reject(e);
+      },
+    );
+  };
+
+  private async consumeOne(key: string, expiresAtMs: number): Promise<ConsumeResult> {
     let reply: string | null;
     try {
-      // The key is 16 raw bytes (core replayKey); hex keeps it printable in redis-cli.
-      reply = await this.client.set(this.prefix + Buffer.from(key, 'latin1').toString('hex'), '1', 'PXAT', Math.ceil(expiresAtMs), 'NX');
+      reply = await this.client.set(this.redisKey(key), '1', 'PXAT', Math.ceil(expiresAtMs), 'NX');
     } catch (err) {
       throw new ReplayStoreError('replay_store_unavailable', `redis: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }

@@ -46,6 +46,29 @@ test('redis store: SET NX PXAT consumes once, and the key expires at exp + skew'
   }
 });
 
+test('redis store: consumes of one turn go out as one script call; each key is set once, with its own expiry', { skip: !HAVE_REDIS }, async () => {
+  const store = new RedisReplayStore(redis.url);
+  await store.ready();
+  try {
+    const [a, b, c] = ['a', 'b', 'c'].map((x) => replayKey('iss', `batch-${x}-${Date.now()}`));
+    const now = Date.now();
+    const exps = [now + 400, now + 5000, now + 400, now + 800, now + 5000];
+    const results = await Promise.all([a!, b!, a!, c!, b!].map((k, i) => store.consume(k, exps[i]!)));
+    assert.deepEqual(results, ['fresh', 'fresh', 'replay', 'fresh', 'replay']);
+    const ttl = (k: string) => store.client.pttl(`trustplane:jti:${Buffer.from(k, 'latin1').toString('hex')}`);
+    const [ta, tb, tc] = await Promise.all([ttl(a!), ttl(b!), ttl(c!)]);
+    assert.ok(ta > 0 && ta <= 400, `a: ${ta}`);
+    assert.ok(tb > 4000 && tb <= 5000, `b: ${tb}`);
+    assert.ok(tc > 400 && tc <= 800, `c: ${tc}`);
+    // The script cache flushed under us (a Redis restart, SCRIPT FLUSH): the next batch still works.
+    await store.client.script('FLUSH');
+    const d = replayKey('iss', `batch-d-${Date.now()}`);
+    assert.deepEqual(await Promise.all([store.consume(d, now + 1000), store.consume(d, now + 1000), store.consume(a!, now + 1000)]), ['fresh', 'replay', 'replay']);
+  } finally {
+    await store.close();
+  }
+});
+
 test('two adapters sharing one Redis: 40 concurrent copies of one signed request → exactly one reaches the upstream', { skip: !HAVE_REDIS }, async () => {
   const s1 = new RedisReplayStore(redis.url);
   const s2 = new RedisReplayStore(redis.url);
@@ -93,6 +116,9 @@ test('a store that cannot connect at all fails closed with ReplayStoreError', { 
   const store = new RedisReplayStore('redis://127.0.0.1:9', { commandTimeoutMs: 100, connectTimeoutMs: 200 });
   try {
     await assert.rejects(Promise.resolve(store.consume(replayKey('i', 'j'), Date.now() + 1000)), (e: unknown) => e instanceof ReplayStoreError && e.reason === 'replay_store_unavailable');
+    // A batch (several consumes in one turn) fails closed for every one of them.
+    const batch = await Promise.allSettled(['x', 'y', 'z'].map((j) => store.consume(replayKey('i', j), Date.now() + 1000)));
+    for (const r of batch) assert.ok(r.status === 'rejected' && r.reason instanceof ReplayStoreError && r.reason.reason === 'replay_store_unavailable', String(r.status));
   } finally {
     await store.close();
   }
