@@ -5,7 +5,8 @@
 // (redis-server), and wrk as the load generator. Every request wrk sends is a VALID signed
 // request with its own passport and jti (pre-signed: wrk cannot sign; bench/lib/signed-requests.*).
 //
-// Cells: {bare proxy, adapter + memory store, adapter + Redis} × {c=1, c=64} × {pinned, unpinned}.
+// Cells: {bare proxy, adapter + memory store, adapter + Redis} × {c=1, c=64} × {pinned, unpinned};
+// the bare proxy cells run twice (first and last) and the faster run is the baseline.
 // Pinned: the proxy/adapter on core 0 (`taskset -c 0`, one adapter process); wrk, the upstream
 // and redis-server on core 1. Unpinned: nothing pinned, the adapter with --workers auto.
 // Each cell gets fresh server processes, a warm-up, then a measured run. Server CPU µs/request
@@ -380,6 +381,16 @@ if (RSS_MODE) {
       for (const kind of HAVE_REDIS ? ['bare', 'memory', 'redis'] : ['bare', 'memory']) {
         for (const conns of [1, 64]) if (wanted(pinned, kind, conns)) cells.push(await cell(kind, pinned, conns, up));
       }
+      // The baseline is measured again after the adapter cells and the faster of the two runs is
+      // kept: a disturbance (this is a shared VM) can only make a run slower, so keeping the
+      // faster baseline keeps every adapter/bare ratio conservative.
+      for (const conns of [1, 64]) {
+        const i = cells.findIndex((c) => c.server === 'bare' && c.pinned === pinned && c.connections === conns);
+        if (i < 0) continue;
+        const again = await cell('bare', pinned, conns, up);
+        const keep = again.req_per_s > cells[i].req_per_s ? again : cells[i];
+        cells[i] = { ...keep, baseline_runs: [cells[i].req_per_s, again.req_per_s] };
+      }
     } finally {
       await stop(up.child);
     }
@@ -416,7 +427,7 @@ if (result.rss !== undefined) for (const r of result.rss.runs) add(`RSS growth o
 result.ratios = ratios;
 
 const label = { bare: 'bare undici proxy', memory: 'adapter, memory store', redis: 'adapter, Redis store' };
-const rows = (result.cells ?? []).map((c) => `| ${c.pinned ? 'one core' : 'unpinned'} | ${label[c.server]}${c.workers > 1 ? ` (${c.workers} workers)` : ''} | ${c.connections} | ${c.req_per_s.toLocaleString('en-US')} | ${c.p50_ms.toFixed(2)} | ${c.p99_ms.toFixed(2)} | ${c.server_cpu_us_per_req}${c.redis_cpu_us_per_req !== undefined ? ` (+${c.redis_cpu_us_per_req} redis)` : ''} | ${c.server_cpu_cores} | ${c.rss_mb} | ${c.non2xx}${c.valid ? '' : ' INVALID'} | ${c.other_load_cores ?? ''}${c.noisy ? ' (noisy)' : ''} |`);
+const rows = (result.cells ?? []).map((c) => `| ${c.pinned ? 'one core' : 'unpinned'} | ${label[c.server]}${c.workers > 1 ? ` (${c.workers} workers)` : ''}${c.baseline_runs ? ` (faster of 2 runs: ${c.baseline_runs.map((x) => x.toLocaleString('en-US')).join(' / ')} req/s)` : ''} | ${c.connections} | ${c.req_per_s.toLocaleString('en-US')} | ${c.p50_ms.toFixed(2)} | ${c.p99_ms.toFixed(2)} | ${c.server_cpu_us_per_req}${c.redis_cpu_us_per_req !== undefined ? ` (+${c.redis_cpu_us_per_req} redis)` : ''} | ${c.server_cpu_cores} | ${c.rss_mb} | ${c.non2xx}${c.valid ? '' : ' INVALID'} | ${c.other_load_cores ?? ''}${c.noisy ? ' (noisy)' : ''} |`);
 let md = `| run | server | c | req/s | p50 ms | p99 ms | server CPU µs/req | server cores busy | RSS MB | non-2xx | other tenants' load, cores |\n|---|---|---|---|---|---|---|---|---|---|---|\n${rows.join('\n')}\n\n`;
 md += `| target | measured | target | |\n|---|---|---|---|\n${ratios.map((r) => `| ${r.name} | ${r.value}${r.note ? ` (${r.note})` : ''} | ${r.cmp === '>=' ? '≥' : '≤'} ${r.target} | ${r.met ? 'met' : 'NOT met'} |`).join('\n')}\n`;
 if (result.one_core_ceiling !== undefined) md += `\nOne-core ceiling for any verifying proxy: bare proxy ${result.one_core_ceiling.bare_cpu_us_per_req} µs/req + crypto floor ${result.one_core_ceiling.floor_us} µs/req (${result.floor.backend}) → at most ${result.one_core_ceiling.max_ratio}× the bare proxy.\n`;
