@@ -24,7 +24,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean; bundleAgeSeconds
   return {
     registry,
     decisions: new Counter({ name: 'trustplane_decisions_total', help: 'Verification decisions by outcome, reason code and route.', labelNames: ['outcome', 'reason', 'route'], registers: [registry] }),
-    verifySeconds: new Histogram({ name: 'trustplane_verify_duration_seconds', help: 'Time to verify a request (after its body was read).', labelNames: ['outcome'], buckets, registers: [registry] }),
+    verifySeconds: new Histogram({ name: 'trustplane_verify_duration_seconds', help: 'Time to verify a request, from its body read to its decision (including its wait for the event-loop turn\'s verification batch).', labelNames: ['outcome'], buckets, registers: [registry] }),
     requestSeconds: new Histogram({ name: 'trustplane_request_duration_seconds', help: 'End-to-end time in the adapter, including the upstream.', labelNames: ['outcome'], buckets: [...buckets, 2.5, 5, 10, 30], registers: [registry] }),
     replayStoreErrors: new Counter({ name: 'trustplane_replay_store_errors_total', help: 'Replay-store failures (each one denied a request with 503).', registers: [registry] }),
     upstreamErrors: new Counter({ name: 'trustplane_upstream_errors_total', help: 'Upstream failures by kind (unavailable, timeout).', labelNames: ['kind'], registers: [registry] }),
