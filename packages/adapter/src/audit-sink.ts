@@ -5,6 +5,7 @@
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
 import type { AuditEvent } from '@trustplane/core';
+import { TurnQueue } from './turn-queue.js';
 
 export interface AuditSink {
   write(event: AuditEvent): void;
@@ -18,43 +19,35 @@ export interface AuditSink {
  * graceful shutdown; a line is never split.
  */
 export class LineBatcher {
-  private lines: string[] = [];
-  private scheduled = false;
+  private readonly queue: TurnQueue<string>;
 
   /**
    * `maxChunk`: for a pipe shared by several processes (cluster workers on one stdout), writes of
    * at most PIPE_BUF bytes are atomic, so lines are grouped into chunks no larger than that and
    * lines of different workers never interleave. Files opened O_APPEND need no limit.
    */
-  constructor(
-    private readonly out: (chunk: string) => void,
-    private readonly maxChunk = Infinity,
-  ) {}
-
-  push(line: string): void {
-    this.lines.push(line);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.flush);
-    }
+  constructor(out: (chunk: string) => void, maxChunk = Infinity) {
+    this.queue = new TurnQueue<string>((lines) => {
+      if (maxChunk === Infinity) return out(lines.join(''));
+      let chunk = '';
+      for (const line of lines) {
+        if (chunk !== '' && Buffer.byteLength(chunk) + Buffer.byteLength(line) > maxChunk) {
+          out(chunk);
+          chunk = '';
+        }
+        chunk += line;
+      }
+      if (chunk !== '') out(chunk);
+    });
   }
 
-  readonly flush = (): void => {
-    this.scheduled = false;
-    if (this.lines.length === 0) return;
-    const lines = this.lines;
-    this.lines = [];
-    if (this.maxChunk === Infinity) return this.out(lines.join(''));
-    let chunk = '';
-    for (const line of lines) {
-      if (chunk !== '' && Buffer.byteLength(chunk) + Buffer.byteLength(line) > this.maxChunk) {
-        this.out(chunk);
-        chunk = '';
-      }
-      chunk += line;
-    }
-    if (chunk !== '') this.out(chunk);
-  };
+  push(line: string): void {
+    this.queue.push(line);
+  }
+
+  flush(): void {
+    this.queue.flush();
+  }
 }
 
 /** POSIX PIPE_BUF on Linux: a pipe write of at most this many bytes is atomic. */

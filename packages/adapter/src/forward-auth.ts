@@ -20,7 +20,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { auditEventForDecision, type Decision, type ReasonCode, type Verifier } from '@trustplane/core';
 import { verifyPerTurn } from './turn-batch.js';
-import { IDENTITY_HEADERS, inboundHeaders, requestIdOf, safeHeaderValue } from './headers.js';
+import { IDENTITY_HEADERS, inboundHeaders, requestIdOf, safeHeaderValue, type InboundHeaders } from './headers.js';
 import { sendDenial } from './proxy.js';
 import { log, type AuditSink } from './audit-sink.js';
 import type { AdapterMetrics } from './metrics.js';
@@ -59,8 +59,11 @@ function first(v: string | string[] | undefined): string | undefined {
 }
 
 /** The original request as the gateway describes it, or a reason it cannot be determined. */
-export function originalRequest(req: IncomingMessage, opts: { trustForwardedHeaders: boolean; envoyPathPrefix: string }): { convention: ForwardAuthConvention; method: string; target: string } | { error: string } {
-  const h = req.headersDistinct;
+export function originalRequest(
+  req: IncomingMessage,
+  opts: { trustForwardedHeaders: boolean; envoyPathPrefix: string },
+  h: InboundHeaders = inboundHeaders(req.rawHeaders),
+): { convention: ForwardAuthConvention; method: string; target: string } | { error: string } {
   if (opts.trustForwardedHeaders) {
     if (h['x-original-uri'] !== undefined || h['x-original-method'] !== undefined) {
       const method = first(h['x-original-method']);
@@ -98,7 +101,7 @@ export async function startForwardAuthVerifier(opts: ForwardAuthOptions): Promis
     const requestId = requestIdOf(h);
     // Nothing of a body is expected; drain whatever arrives so the connection stays usable.
     req.resume();
-    const original = originalRequest(req, { trustForwardedHeaders: opts.trustForwardedHeaders, envoyPathPrefix });
+    const original = originalRequest(req, { trustForwardedHeaders: opts.trustForwardedHeaders, envoyPathPrefix }, h);
     const started = process.hrtime.bigint();
     let decision: Decision | { allowed: false; reason: ReasonCode; detail: string };
     if ('error' in original || !original.target.startsWith('/')) {

@@ -10,6 +10,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { MonotonicClock, ReplayStoreError, systemClock, type Clock, type ConsumeResult, type ReplayStore } from '@trustplane/core';
+import { TurnQueue } from './turn-queue.js';
 
 type Verdict = ConsumeResult | 'pong' | 'full' | 'error';
 
@@ -81,8 +82,8 @@ export class ClusterReplayStore implements ReplayStore {
   private nextId = 1;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
-  private outbox: ([number, string, number] | [number])[] = [];
-  private flushScheduled = false;
+  /** Questions of this event-loop turn: sent together at its end, with the other requests it handled. */
+  private readonly outbox = new TurnQueue<[number, string, number] | [number]>((q) => this.send(q));
 
   constructor(opts: ClusterReplayStoreOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? 250;
@@ -138,11 +139,8 @@ export class ClusterReplayStore implements ReplayStore {
     }
   };
 
-  private readonly flush = (): void => {
-    this.flushScheduled = false;
-    const q = this.outbox;
-    this.outbox = [];
-    if (q.length === 0 || this.closed) return;
+  private send(q: ([number, string, number] | [number])[]): void {
+    if (this.closed) return;
     if (!this.channel.connected) {
       this.failAll('the IPC channel to the primary process is closed');
       return;
@@ -156,7 +154,7 @@ export class ClusterReplayStore implements ReplayStore {
         p.reject(new ReplayStoreError('replay_store_unavailable', `cannot reach the primary process: ${err.message}`, { cause: err }));
       }
     });
-  };
+  }
 
   private ask(question: [string, number] | []): Promise<ConsumeResult | 'pong'> {
     if (this.closed) return Promise.reject(new ReplayStoreError('replay_store_unavailable', 'replay store closed'));
@@ -166,11 +164,6 @@ export class ClusterReplayStore implements ReplayStore {
     this.timer ??= setInterval(this.expire, Math.max(5, Math.floor(this.timeoutMs / 4)));
     const id = this.nextId++;
     this.outbox.push([id, ...question]);
-    if (!this.flushScheduled) {
-      // Sent at the end of this event-loop turn, together with the other requests it handled.
-      this.flushScheduled = true;
-      setImmediate(this.flush);
-    }
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, deadline: performance.now() + this.timeoutMs });
     });
@@ -188,7 +181,7 @@ export class ClusterReplayStore implements ReplayStore {
 
   close(): Promise<void> {
     this.closed = true;
-    this.outbox = [];
+    this.outbox.clear();
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
     this.failAll('replay store closed');

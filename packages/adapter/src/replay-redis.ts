@@ -7,6 +7,7 @@
  */
 import { Redis, Cluster, type RedisOptions } from 'ioredis';
 import { ReplayStoreError, type ConsumeResult, type ReplayStore } from '@trustplane/core';
+import { TurnQueue } from './turn-queue.js';
 
 export interface RedisReplayStoreOptions {
   /** Command timeout in ms (default 250): past it the request is denied with 503. */
@@ -87,8 +88,7 @@ export class RedisReplayStore implements ReplayStore {
   readonly client: Client;
   private readonly prefix: string;
   /** Consumes asked for in this turn of the event loop (standalone and Sentinel only). */
-  private queue: PendingConsume[] = [];
-  private scheduled = false;
+  private readonly queue = new TurnQueue<PendingConsume>((batch) => this.consumeBatch(batch), (fn) => process.nextTick(fn));
 
   constructor(urlOrClient: string | Client, opts: RedisReplayStoreOptions = {}) {
     this.client = typeof urlOrClient === 'string' ? createRedisClient(urlOrClient, opts) : urlOrClient;
@@ -111,19 +111,10 @@ export class RedisReplayStore implements ReplayStore {
    */
   consume(key: string, expiresAtMs: number): Promise<ConsumeResult> {
     if (this.client instanceof Cluster) return this.consumeOne(key, expiresAtMs);
-    return new Promise((resolve, reject) => {
-      this.queue.push({ key, expiresAtMs, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        process.nextTick(this.flush);
-      }
-    });
+    return new Promise((resolve, reject) => this.queue.push({ key, expiresAtMs, resolve, reject }));
   }
 
-  private readonly flush = (): void => {
-    this.scheduled = false;
-    const batch = this.queue;
-    this.queue = [];
+  private consumeBatch(batch: PendingConsume[]): void {
     if (batch.length === 1) {
       const one = batch[0]!;
       this.consumeOne(one.key, one.expiresAtMs).then(one.resolve, one.reject);
@@ -145,7 +136,7 @@ export class RedisReplayStore implements ReplayStore {
         for (const p of batch) p.reject(e);
       },
     );
-  };
+  }
 
   private async consumeOne(key: string, expiresAtMs: number): Promise<ConsumeResult> {
     let reply: string | null;

@@ -9,6 +9,7 @@
  * and decision; nothing is shared between them.
  */
 import type { Decision, VerifyRequest, Verifier } from '@trustplane/core';
+import { TurnQueue } from './turn-queue.js';
 
 interface Job {
   readonly request: VerifyRequest;
@@ -20,12 +21,7 @@ export type VerifyFn = (request: VerifyRequest) => Promise<Decision>;
 
 /** A verify function that runs the verifications queued in one event-loop turn together. */
 export function verifyPerTurn(verifier: Pick<Verifier, 'verify'>): VerifyFn {
-  let queue: Job[] = [];
-  let scheduled = false;
-  const run = (): void => {
-    scheduled = false;
-    const jobs = queue;
-    queue = [];
+  const queue = new TurnQueue<Job>((jobs) => {
     for (const job of jobs) {
       try {
         job.resolve(verifier.verify(job.request));
@@ -33,13 +29,6 @@ export function verifyPerTurn(verifier: Pick<Verifier, 'verify'>): VerifyFn {
         job.reject(err); // Verifier.verify never throws; a replacement might: fail that request closed
       }
     }
-  };
-  return (request) =>
-    new Promise<Decision>((resolve, reject) => {
-      queue.push({ request, resolve, reject });
-      if (!scheduled) {
-        scheduled = true;
-        setImmediate(run);
-      }
-    });
+  });
+  return (request) => new Promise<Decision>((resolve, reject) => queue.push({ request, resolve, reject }));
 }
