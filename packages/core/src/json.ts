@@ -283,7 +283,72 @@ function isDigit(c: number): boolean {
 
 /** Parse a JSON text strictly (see module comment). Throws `FormatError('invalid_json')`. */
 export function parseJsonStrict(text: string, options: ParseJsonOptions = {}): JsonValue {
+  const maxDepth = options.maxDepth ?? 32;
+  return fastParse(text, maxDepth) ?? new Parser(text, maxDepth).parseDocument();
+}
+
+/**
+ * The native `JSON.parse`, used only where its result provably equals the strict parser's: the
+ * text has no backslash (so no escapes, and every string's value is its raw text) and no lone
+ * surrogate; no number is non-finite or an unsafe integer; nesting is within `maxDepth`; and no
+ * key repeats. `JSON.parse` keeps only the last of repeated keys, so repeats are found by
+ * counting: in valid JSON every ':' outside strings separates one key from its value, so
+ * `colons(text) = pairs + colons inside strings` holds for the parsed result exactly when no
+ * pair was lost. Anything else (including every error) goes to the strict parser, which gives
+ * the verdict and the error message. `undefined` means "not decided here".
+ */
+function fastParse(text: string, maxDepth: number): JsonValue | undefined {
+  if (text.length > FAST_PARSE_MAX_CHARS || text.includes('\\') || !(text as WellFormedCheck).isWellFormed()) return undefined;
+  let value: JsonValue;
+  try {
+    value = JSON.parse(text) as JsonValue;
+  } catch {
+    return undefined;
+  }
+  let colons = 0;
+  for (let p = text.indexOf(':'); p !== -1; p = text.indexOf(':', p + 1)) colons++;
+  const counted = countPairs(value, 0, maxDepth);
+  return counted === colons ? value : undefined;
+}
+
+const FAST_PARSE_MAX_CHARS = 1 << 20;
+/** `String.prototype.isWellFormed` (ES2024; Node >= 20): false when the text has a lone surrogate. */
+type WellFormedCheck = string & { isWellFormed(): boolean };
+
+/** The strict parser alone, without the `JSON.parse` fast path (differential tests). */
+export function parseJsonStrictReference(text: string, options: ParseJsonOptions = {}): JsonValue {
   return new Parser(text, options.maxDepth ?? 32).parseDocument();
+}
+
+function colonsIn(s: string): number {
+  let n = 0;
+  for (let p = s.indexOf(':'); p !== -1; p = s.indexOf(':', p + 1)) n++;
+  return n;
+}
+
+/** Key/value pairs plus ':' inside strings, or -1 when the value must go to the strict parser. */
+function countPairs(v: JsonValue, depth: number, maxDepth: number): number {
+  if (typeof v === 'string') return colonsIn(v);
+  if (typeof v === 'number') return Number.isFinite(v) && (Number.isSafeInteger(v) || !Number.isInteger(v)) ? 0 : -1;
+  if (typeof v !== 'object' || v === null) return 0;
+  if (depth + 1 > maxDepth) return -1;
+  let n = 0;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const c = countPairs(v[i]!, depth + 1, maxDepth);
+      if (c < 0) return -1;
+      n += c;
+    }
+    return n;
+  }
+  const keys = Object.keys(v);
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    const c = countPairs(v[k]!, depth + 1, maxDepth);
+    if (c < 0) return -1;
+    n += 1 + colonsIn(k) + c;
+  }
+  return n;
 }
 
 /** Strict UTF-8 bytes → strict JSON, with a byte cap checked before any decoding. */

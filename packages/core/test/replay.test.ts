@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { MemoryReplayStore, ReplayStoreError, replayKey } from '../src/index.js';
 
 test('memory store: consume once, replay while live, fresh again after expiry', () => {
@@ -39,4 +40,13 @@ test('replay keys are namespaced by issuer and fixed-size', () => {
   assert.notEqual(replayKey('a', 'j'), replayKey('b', 'j'));
   assert.notEqual(replayKey('a\nb', 'c'), replayKey('a', 'b\nc'));
   assert.equal(replayKey('i', 'x'.repeat(300)).length, 16);
+});
+
+test('replay keys are the first 16 bytes of SHA-256 over "<len(issuer)>:<issuer>\\n<jti>" (stable: Redis keeps them across upgrades)', () => {
+  for (const [iss, jti] of [['https://issuer.example', 'jti-tDajGQGCoQEB5AhwPgxaeA'], ['i', ''], ['é', 'ü\u{1f600}']] as const) {
+    const want = createHash('sha256').update(`${iss.length}:${iss}\n${jti}`, 'utf8').digest().subarray(0, 16);
+    assert.deepEqual(Buffer.from(replayKey(iss, jti), 'latin1'), want);
+  }
+  // Computed independently: python3 hashlib.sha256(b'22:https://issuer.example\njti-tDajGQGCoQEB5AhwPgxaeA').digest()[:16]
+  assert.equal(Buffer.from(replayKey('https://issuer.example', 'jti-tDajGQGCoQEB5AhwPgxaeA'), 'latin1').toString('hex'), '5fbd675186945c54fd046085137ecbc5');
 });
