@@ -100,11 +100,18 @@ export function parsePassport(token: string): ParsedPassport {
 
   // Headers repeat for every passport of an issuer key, so decoded headers are cached (the
   // cache holds only headers that passed every check below).
-  const cached = headerCache.get(headerSeg);
-  const header = cached ?? checkHeader(decodeSegment(headerSeg, 'header'));
-  if (cached === undefined) {
-    if (headerCache.size >= HEADER_CACHE_MAX) headerCache.clear();
-    headerCache.set(headerSeg, header);
+  // The last header seen is compared first: one startsWith, where a Map lookup hashes the slice.
+  let header: PassportHeader;
+  if (d1 === lastHeader.seg.length && token.startsWith(lastHeader.seg)) {
+    header = lastHeader.header;
+  } else {
+    const cached = headerCache.get(headerSeg);
+    header = cached ?? checkHeader(decodeSegment(headerSeg, 'header'));
+    if (cached === undefined) {
+      if (headerCache.size >= HEADER_CACHE_MAX) headerCache.clear();
+      headerCache.set(headerSeg, header);
+    }
+    lastHeader = { seg: headerSeg, header };
   }
 
   let signature: Buffer;
@@ -119,6 +126,7 @@ export function parsePassport(token: string): ParsedPassport {
 
 const HEADER_CACHE_MAX = 1024;
 const headerCache = new Map<string, PassportHeader>();
+let lastHeader: { readonly seg: string; readonly header: PassportHeader } = { seg: '', header: { alg: 'EdDSA', kid: '' } };
 
 function checkHeader(rawHeader: JsonObject): PassportHeader {
   // Algorithm allow-list before anything else touches the header (SPEC §3).

@@ -4,7 +4,7 @@
  * implementation (conformance/python) hold it to that.
  */
 import { FormatError } from './errors.js';
-import { EMPTY_SHA256, isSha256Hex, sha256Bytes, sha256Hex } from './encoding.js';
+import { EMPTY_SHA256, isSha256Hex, sha256Hex } from './encoding.js';
 import { asciiLower, asciiUpper, pyTrim } from './text.js';
 
 export const TRANSCRIPT_VERSION = 'trustplane-transcript-v1';
@@ -152,12 +152,44 @@ function canonicalComponent(raw: string): string {
   return out;
 }
 
+const CANONICAL_PAIR = /^[A-Za-z0-9\-._~]*=[A-Za-z0-9\-._~]*$/;
+
+/**
+ * Fast path: every part is already `key=value` in canonical form (unreserved characters only)
+ * and the parts are already in (key, value) order, so normalizing would return the query as is.
+ */
+function isCanonicalSortedQuery(parts: readonly string[]): boolean {
+  let prevK = '';
+  let prevV = '';
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i]!;
+    if (!CANONICAL_PAIR.test(part)) return false;
+    const eq = part.indexOf('=');
+    const k = part.slice(0, eq);
+    const v = part.slice(eq + 1);
+    if (i > 0 && (k < prevK || (k === prevK && v < prevV))) return false;
+    prevK = k;
+    prevV = v;
+  }
+  return true;
+}
+
 /** Query normalization `rfc3986-sort-keys-values` (SPEC §1). */
 export function normalizeQuery(rawQuery: string): string {
+  return normalizeQueryWith(rawQuery, true);
+}
+
+/** The same normalization without the fast path (differential tests). */
+export function normalizeQueryReference(rawQuery: string): string {
+  return normalizeQueryWith(rawQuery, false);
+}
+
+function normalizeQueryWith(rawQuery: string, fastPath: boolean): string {
   let raw = pyTrim(rawQuery);
   if (raw.charCodeAt(0) === 0x3f /* ? */) raw = raw.slice(1);
   if (raw === '') return '';
   const parts = raw.split('&');
+  if (fastPath && isCanonicalSortedQuery(parts)) return raw;
   const pairs: { k: string; v: string; i: number }[] = [];
   for (let i = 0; i < parts.length; i++) {
     const part = parts[i]!;
@@ -269,30 +301,59 @@ export function buildTranscript(input: TranscriptInput): Transcript {
     selected += (i === 0 ? '' : ',') + name + ':' + digest;
   }
 
-  // The 20 lines of SPEC §1, LF-joined, no trailing newline; built in one pass (hot path).
+  // The 20 lines of SPEC §1, LF-joined, no trailing newline; built in one pass (hot path). Lines
+  // 1–4 and 6–9 are the same for every request to a route, so they come from a small cache: a
+  // string of fewer pieces is cheaper to flatten for hashing.
   const text =
-    `version=${TRANSCRIPT_VERSION}\nmethod=${method}\nscheme=${scheme}\nauthority=${authority}\npath=${path}` +
-    `\naudience=${audience}\nroute_id=${routeId}\ncontent_encoding=${contentEncoding}` +
-    `\nquery_normalization.algorithm=${QUERY_NORMALIZATION}\nquery_normalization.normalized=${normalized}` +
+    routeLines(method, scheme, authority, audience, routeId, contentEncoding, path) +
+    normalized +
     `\nquery_normalization.sha256=${queryDigest}\nquery_sha256=${queryDigest}` +
     `\nheaders.allow_list=${allowList.join(',')}\nheaders.selected=${selected}\nbody_sha256=${bodyDigest}` +
     `\npassport_jti=${passportJti}\nnonce=${nonce}\nissued_at=${input.issuedAt}` +
     `\ntime_bucket=${Math.floor(input.issuedAt / TIME_BUCKET_SECONDS)}\nkey_binding=${keyBinding}`;
-  const digest = sha256Bytes(text);
-  return new TranscriptResult(text, digest, bodyDigest, allowList);
+  // Hex first: Node's one-shot hash has its fastest path for hex output, and both forms are needed.
+  const sha256 = sha256Hex(text);
+  return new TranscriptResult(text, sha256, Buffer.from(sha256, 'hex'), bodyDigest, allowList);
+}
+
+interface RouteLines {
+  readonly method: string;
+  readonly scheme: string;
+  readonly authority: string;
+  readonly audience: string;
+  readonly routeId: string;
+  readonly contentEncoding: string;
+  readonly head: string;
+  readonly middle: string;
+}
+
+const ROUTE_LINES_CACHE = 16;
+const routeLinesCache: RouteLines[] = [];
+let routeLinesNext = 0;
+
+/** Lines 1–9 up to `query_normalization.normalized=`, with the constant parts cached per route. */
+function routeLines(method: string, scheme: string, authority: string, audience: string, routeId: string, contentEncoding: string, path: string): string {
+  for (let i = 0; i < routeLinesCache.length; i++) {
+    const c = routeLinesCache[i]!;
+    if (c.routeId === routeId && c.method === method && c.audience === audience && c.authority === authority && c.scheme === scheme && c.contentEncoding === contentEncoding) {
+      return c.head + path + c.middle;
+    }
+  }
+  const head = `version=${TRANSCRIPT_VERSION}\nmethod=${method}\nscheme=${scheme}\nauthority=${authority}\npath=`;
+  const middle = `\naudience=${audience}\nroute_id=${routeId}\ncontent_encoding=${contentEncoding}\nquery_normalization.algorithm=${QUERY_NORMALIZATION}\nquery_normalization.normalized=`;
+  routeLinesCache[routeLinesNext] = { method, scheme, authority, audience, routeId, contentEncoding, head, middle };
+  routeLinesNext = (routeLinesNext + 1) % ROUTE_LINES_CACHE;
+  return head + path + middle;
 }
 
 class TranscriptResult implements Transcript {
-  readonly sha256: string;
-
   constructor(
     readonly text: string,
+    readonly sha256: string,
     readonly digest: Buffer,
     readonly bodySha256: string,
     readonly allowList: readonly string[],
-  ) {
-    this.sha256 = digest.toString('hex');
-  }
+  ) {}
 
   /** The 20 lines, split on demand (debugging and display; not needed to verify). */
   get lines(): readonly string[] {

@@ -222,6 +222,7 @@ export class Verifier {
   private readonly freshnessWindowMs: number;
   readonly backend: Ed25519Backend;
   private readonly cnfCache = new Map<string, Ed25519PublicKey>();
+  private lastDeclared: { readonly raw: string | undefined; readonly list: readonly string[] } = { raw: undefined, list: [] };
 
   constructor(opts: VerifierOptions) {
     this.policy = opts.policy;
@@ -397,9 +398,15 @@ export class Verifier {
       bodyDigest = req.bodySha256 ?? sha256Hex(req.body ?? new Uint8Array(0));
       if (!timingSafeEqualString(bodyDigest, claimedBody)) return deny('request_binding_mismatch', 'the body does not match X-TrustPlane-Body-SHA256', ctx);
     }
-    let allowList: string[];
+    let allowList: readonly string[];
     if (declared !== undefined) {
-      allowList = canonicalAllowList(declared.split(','));
+      // A caller sends the same list on every request: the last one's canonical form is kept.
+      if (declared === this.lastDeclared.raw) {
+        allowList = this.lastDeclared.list;
+      } else {
+        allowList = Object.freeze(canonicalAllowList(declared.split(',')));
+        this.lastDeclared = { raw: declared, list: allowList };
+      }
       if (allowList.length > MAX_SIGNED_HEADER_NAMES) return deny('malformed_proof_headers', `more than ${MAX_SIGNED_HEADER_NAMES} signed headers`, ctx);
     } else {
       allowList = route.signedHeaders.filter((n) => h[n] !== undefined);
@@ -457,9 +464,11 @@ export class Verifier {
     }
 
     // 11. Revocation.
-    if (key.status === 'revoked' || policy.revokedKids.has(key.kid) || policy.revokedKids.has(claims.cnf.kid)) return deny('revoked', `key ${key.kid} is revoked`, ctx);
-    if (policy.revokedJtis.has(claims.jti)) return deny('revoked', 'this jti is revoked', ctx);
-    if (policy.revokedSubjects.has(`${claims.iss}\n${claims.sub}`)) return deny('revoked', `subject ${claims.sub} of ${claims.iss} is revoked`, ctx);
+    // (An empty list costs no lookup: hashing the jti and building the subject key are not free.)
+    const { revokedKids, revokedJtis, revokedSubjects } = policy;
+    if (key.status === 'revoked' || (revokedKids.size !== 0 && (revokedKids.has(key.kid) || revokedKids.has(claims.cnf.kid)))) return deny('revoked', `key ${key.kid} is revoked`, ctx);
+    if (revokedJtis.size !== 0 && revokedJtis.has(claims.jti)) return deny('revoked', 'this jti is revoked', ctx);
+    if (revokedSubjects.size !== 0 && revokedSubjects.has(`${claims.iss}\n${claims.sub}`)) return deny('revoked', `subject ${claims.sub} of ${claims.iss} is revoked`, ctx);
 
     return { claims, route, policy, transcript, key };
   }

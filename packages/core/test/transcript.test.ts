@@ -3,6 +3,7 @@ import * as assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { buildTranscript, normalizeQuery, bodySha256, canonicalAllowList, FormatError, type TranscriptInput } from '../src/index.js';
+import { normalizeQueryReference } from '../src/transcript.js';
 import { readVector } from './helpers.js';
 
 interface Vector {
@@ -82,6 +83,26 @@ test('query normalization details', () => {
     ['k=%F0%9F%98%80', 'k=%F0%9F%98%80'],
   ];
   for (const [raw, want] of cases) assert.equal(normalizeQuery(raw), want, `normalizeQuery(${JSON.stringify(raw)})`);
+});
+
+test('property: the already-canonical fast path of query normalization changes no result', () => {
+  const outcome = (f: (q: string) => string, q: string): string => {
+    try {
+      return f(q);
+    } catch (e) {
+      return `error ${(e as FormatError).code}`;
+    }
+  };
+  // Mostly canonical pieces (so the fast path is taken often), with the characters that must
+  // send a query down the full path: '=', '&', '%', '+', non-ASCII, a '-' that sorts before '='.
+  const unit = fc.constantFrom('a', 'b', 'B', '0', '-', '.', '_', '~', '=', '&', '%41', '+', 'é', ' ', '?');
+  fc.assert(
+    fc.property(fc.string({ unit, maxLength: 16 }), (q) => assert.equal(outcome(normalizeQuery, q), outcome(normalizeQueryReference, q), JSON.stringify(q))),
+    { numRuns: 5000 },
+  );
+  for (const q of ['a=1&a-b=1', 'a-b=1&a=1', 'a=2&a=10', 'a=10&a=2', 'a=&a=', 'b=1&a=1', '=1&a=1', 'a=1&=1']) {
+    assert.equal(normalizeQuery(q), normalizeQueryReference(q), q);
+  }
 });
 
 test('malformed percent escapes are a specific error', () => {
