@@ -13,10 +13,10 @@ import { TrustPlaneError, FormatError } from './errors.js';
 import { REASONS, type ReasonCode } from './reasons.js';
 import { decodeBase64url, isSha256Hex, sha256Hex, timingSafeEqualString } from './encoding.js';
 import { getEd25519Backend, type Ed25519Backend, type Ed25519PublicKey } from './ed25519/backend.js';
-import { parsePassport, validatePassportClaims, DEFAULT_SKEW_SECONDS, DEFAULT_MAX_LIFETIME_SECONDS, type PassportClaims } from './passport.js';
+import { parsePassport, validatePassportClaims, DEFAULT_SKEW_SECONDS, DEFAULT_MAX_LIFETIME_SECONDS, type PassportClaims, type ParsedPassport } from './passport.js';
 import { resolveRoute, type CompiledPolicy, type CompiledRoute, type SourceRule, type CompiledKey } from './policy.js';
 import { buildTranscript, canonicalAllowList, type Transcript } from './transcript.js';
-import { ReplayStoreError, replayKey, type ReplayStore } from './replay.js';
+import { ReplayStoreError, replayKey, type ConsumeResult, type ReplayStore } from './replay.js';
 import { MonotonicClock, systemClock, type Clock } from './clock.js';
 import { meetsMinimum, type SignerClass } from './signer-classes.js';
 import { asciiLower } from './text.js';
@@ -131,6 +131,26 @@ interface Ctx {
   policy?: CompiledPolicy;
 }
 
+/** One request on its way through the stages of `verifyBatch`. */
+interface Checking {
+  readonly index: number;
+  readonly req: VerifyRequest;
+  readonly ctx: Ctx;
+  readonly snapshot: PolicySnapshot;
+  readonly policy: CompiledPolicy;
+  readonly route: CompiledRoute;
+  readonly parsed: ParsedPassport;
+  readonly key: CompiledKey;
+  readonly proofSig: Buffer;
+  readonly claimedDigest: string;
+  readonly claimedBody: string;
+  readonly nonce: string;
+  readonly declared: string | undefined;
+  claims: PassportClaims | undefined;
+  cnfKey: Ed25519PublicKey | undefined;
+  transcript: Transcript | undefined;
+}
+
 function deny(reason: ReasonCode, detail: string, ctx: Ctx): DenyDecision {
   const d: { -readonly [K in keyof DenyDecision]: DenyDecision[K] } = { allowed: false, reason, status: REASONS[reason].status, detail };
   if (ctx.route !== undefined) {
@@ -242,45 +262,103 @@ export class Verifier {
 
   /** Verify one request. Never throws; never consumes the jti unless every other check passed. */
   async verify(req: VerifyRequest): Promise<Decision> {
-    const ctx: Ctx = {};
-    try {
-      const early = this.checkBeforeReplay(req, ctx);
-      if (!('key' in early)) return early;
-      const { claims, route, policy, transcript } = early;
-      // Atomic consume: the only state change, and only for an otherwise valid request.
-      const nowMs = this.clock.now();
-      let result;
-      try {
-        const pending = this.replay.consume(replayKey(claims.iss, claims.jti), (claims.exp + this.skew) * 1000, nowMs);
-        // A synchronous store (memory) answers without a microtask turn.
-        result = typeof pending === 'string' ? pending : await pending;
-      } catch (err) {
-        if (err instanceof ReplayStoreError) return deny(err.reason, err.message, ctx);
-        return deny('replay_store_unavailable', `replay store error: ${err instanceof Error ? err.message : String(err)}`, ctx);
-      }
-      if (result !== 'fresh') return deny('jti_replay', 'this passport jti was already used', ctx);
-      return {
-        allowed: true,
-        reason: 'request_verified',
-        status: 200,
-        subject: claims.sub,
-        issuer: claims.iss,
-        trustDomain: claims.trust_domain,
-        jti: claims.jti,
-        keyBinding: claims.cnf.key_binding,
-        requiredKeyBinding: route.requiredKeyBinding,
-        routeId: route.routeId,
-        audience: claims.aud,
-        transcriptSha256: transcript.sha256,
-        policyId: policy.policyId,
-        policyVersion: policy.policyVersion,
-        sourceType: early.key.sourceType,
-        claims,
-      };
-    } catch (err) {
-      if (err instanceof TrustPlaneError) return deny(err.reason, err.detail, ctx);
-      return deny('internal_error', `unexpected verifier failure: ${err instanceof Error ? err.message : String(err)}`, ctx);
+    return this.verifyBatch([req])[0]!;
+  }
+
+  /**
+   * Verify several requests: for each, exactly the checks, order and decision of `verify`, but
+   * run stage by stage across the batch (every structural check, then every passport signature,
+   * then every transcript, then every proof, then the consumes in request order), so each
+   * stage's code, libsodium's included, runs back to back while it is in the CPU caches. Never
+   * throws. A decision is a promise only when the replay store answers asynchronously.
+   */
+  verifyBatch(reqs: readonly VerifyRequest[]): (Decision | Promise<Decision>)[] {
+    const n = reqs.length;
+    const out = new Array<Decision | Promise<Decision>>(n);
+    const live: Checking[] = [];
+    // Each stage only keeps the requests that passed it; a denied request stops where it failed.
+    for (let i = 0; i < n; i++) {
+      const c = this.checkStructure(reqs[i]!, i);
+      if ('allowed' in c) out[i] = c;
+      else live.push(c);
     }
+    let m = 0;
+    for (const c of live) {
+      const d = this.checkPassportSignature(c);
+      if (d === undefined) live[m++] = c;
+      else out[c.index] = d;
+    }
+    live.length = m;
+    m = 0;
+    const nowMs = this.clock.now();
+    for (const c of live) {
+      const d = this.checkClaimsAndTranscript(c, nowMs);
+      if (d === undefined) live[m++] = c;
+      else out[c.index] = d;
+    }
+    live.length = m;
+    m = 0;
+    for (const c of live) {
+      const d = this.checkProofAndPolicy(c);
+      if (d === undefined) live[m++] = c;
+      else out[c.index] = d;
+    }
+    live.length = m;
+    // Atomic consume, in request order: the only state change, and only for a request that
+    // passed every other check.
+    const consumeMs = this.clock.now();
+    for (const c of live) out[c.index] = this.consume(c, consumeMs);
+    return out;
+  }
+
+  private failure(err: unknown, ctx: Ctx): DenyDecision {
+    if (err instanceof TrustPlaneError) return deny(err.reason, err.detail, ctx);
+    return deny('internal_error', `unexpected verifier failure: ${err instanceof Error ? err.message : String(err)}`, ctx);
+  }
+
+  private consume(c: Checking, nowMs: number): Decision | Promise<Decision> {
+    const claims = c.claims!;
+    let pending: ConsumeResult | Promise<ConsumeResult>;
+    try {
+      pending = this.replay.consume(replayKey(claims.iss, claims.jti), (claims.exp + this.skew) * 1000, nowMs);
+    } catch (err) {
+      return this.consumeFailure(err, c.ctx);
+    }
+    // A synchronous store (memory) answers without a microtask turn.
+    if (typeof pending === 'string') return this.decide(c, pending);
+    return pending.then(
+      (result) => this.decide(c, result),
+      (err: unknown) => this.consumeFailure(err, c.ctx),
+    );
+  }
+
+  private consumeFailure(err: unknown, ctx: Ctx): DenyDecision {
+    if (err instanceof ReplayStoreError) return deny(err.reason, err.message, ctx);
+    return deny('replay_store_unavailable', `replay store error: ${err instanceof Error ? err.message : String(err)}`, ctx);
+  }
+
+  private decide(c: Checking, result: ConsumeResult): Decision {
+    if (result !== 'fresh') return deny('jti_replay', 'this passport jti was already used', c.ctx);
+    const claims = c.claims!;
+    const { route, policy } = c;
+    return {
+      allowed: true,
+      reason: 'request_verified',
+      status: 200,
+      subject: claims.sub,
+      issuer: claims.iss,
+      trustDomain: claims.trust_domain,
+      jti: claims.jti,
+      keyBinding: claims.cnf.key_binding,
+      requiredKeyBinding: route.requiredKeyBinding,
+      routeId: route.routeId,
+      audience: claims.aud,
+      transcriptSha256: c.transcript!.sha256,
+      policyId: policy.policyId,
+      policyVersion: policy.policyVersion,
+      sourceType: c.key.sourceType,
+      claims,
+    };
   }
 
   private importCnfKey(b64: string): Ed25519PublicKey {
@@ -297,180 +375,212 @@ export class Verifier {
     return key;
   }
 
-  /** Every check except the replay consume. Returns a deny, or what the consume needs. */
-  private checkBeforeReplay(
-    req: VerifyRequest,
-    ctx: Ctx,
-  ): DenyDecision | { claims: PassportClaims; route: CompiledRoute; policy: CompiledPolicy; transcript: Transcript; key: CompiledKey } {
-    const h = req.headers;
-    // 1. Passport present (401), unambiguous.
-    const auth = single(h, 'authorization');
-    if (auth === null) return deny('malformed_request', 'more than one Authorization header', ctx);
-    if (auth === undefined || auth === '') return deny('missing_passport', 'no Authorization header', ctx);
-    const sp = auth.indexOf(' ');
-    // The scheme is case-insensitive (RFC 9110 §11.1); 'Bearer' as callers send it is the fast path.
-    if (sp !== 6 || (!auth.startsWith('Bearer') && asciiLower(auth.slice(0, 6)) !== 'bearer')) return deny('missing_passport', 'Authorization is not a Bearer passport', ctx);
-    const token = auth.slice(7).trim();
-    if (token === '') return deny('missing_passport', 'empty Bearer passport', ctx);
-
-    // 2. Proof headers present and well-formed: cheap, before any signature work.
-    const proof = single(h, 'x-trustplane-proof');
-    const claimedDigest = single(h, 'x-trustplane-transcript-sha256');
-    const nonce = single(h, 'x-trustplane-nonce');
-    const claimedBody = single(h, 'x-trustplane-body-sha256');
-    if (proof === null || claimedDigest === null || nonce === null || claimedBody === null) return deny('malformed_proof_headers', 'a TrustPlane proof header is repeated', ctx);
-    if (proof === undefined || claimedDigest === undefined || nonce === undefined || claimedBody === undefined || nonce.trim() === '') {
-      return deny('missing_proof_headers', 'X-TrustPlane-Proof, -Transcript-SHA256, -Nonce and -Body-SHA256 are all required', ctx);
-    }
-    if (proof.length !== 86) return deny('malformed_proof_headers', 'X-TrustPlane-Proof is not 64 bytes of base64url', ctx);
-    if (!isSha256Hex(claimedDigest)) return deny('malformed_proof_headers', 'X-TrustPlane-Transcript-SHA256 is not 64 lower-hex characters', ctx);
-    if (!isSha256Hex(claimedBody)) return deny('malformed_proof_headers', 'X-TrustPlane-Body-SHA256 is not 64 lower-hex characters', ctx);
-    if (nonce.length > MAX_NONCE) return deny('malformed_proof_headers', `X-TrustPlane-Nonce is longer than ${MAX_NONCE} characters`, ctx);
-    let proofSig: Buffer;
+  /** Steps 1–4 up to the issuer key: headers, route, passport parse. No signature work. */
+  private checkStructure(req: VerifyRequest, index: number): DenyDecision | Checking {
+    const ctx: Ctx = {};
     try {
-      proofSig = decodeBase64url(proof, 86, 'X-TrustPlane-Proof');
-    } catch {
-      return deny('malformed_proof_headers', 'X-TrustPlane-Proof is not strict base64url', ctx);
-    }
-    const declared = single(h, SIGNED_HEADERS_HEADER);
-    if (declared === null) return deny('malformed_proof_headers', 'X-TrustPlane-Signed-Headers is repeated', ctx);
-    if (declared !== undefined && declared.length > MAX_SIGNED_HEADERS_CHARS) return deny('malformed_proof_headers', 'X-TrustPlane-Signed-Headers is too long', ctx);
+      const h = req.headers;
+      // 1. Passport present (401), unambiguous.
+      const auth = single(h, 'authorization');
+      if (auth === null) return deny('malformed_request', 'more than one Authorization header', ctx);
+      if (auth === undefined || auth === '') return deny('missing_passport', 'no Authorization header', ctx);
+      const sp = auth.indexOf(' ');
+      // The scheme is case-insensitive (RFC 9110 §11.1); 'Bearer' as callers send it is the fast path.
+      if (sp !== 6 || (!auth.startsWith('Bearer') && asciiLower(auth.slice(0, 6)) !== 'bearer')) return deny('missing_passport', 'Authorization is not a Bearer passport', ctx);
+      const token = auth.slice(7).trim();
+      if (token === '') return deny('missing_passport', 'empty Bearer passport', ctx);
 
-    // 3. Policy and route (structural, no crypto yet).
-    const snapshot = this.policy.current();
-    if (snapshot === undefined) return deny('bundle_policy_missing', 'no valid signed policy bundle is loaded', ctx);
-    const policy = snapshot.policy;
-    ctx.policy = policy;
-    const method = req.method;
-    let route: CompiledRoute | undefined;
-    if (this.routeMode === 'route-id') {
-      route = policy.routesById.get(this.routeId!);
-      if (route === undefined) return deny('bundle_route_missing', `route ${this.routeId!} is not in the policy bundle`, ctx);
-      if (route.method !== method) {
-        ctx.route = route;
-        return deny('bundle_route_missing', `route ${route.routeId} serves ${route.method}, not ${method}`, ctx);
+      // 2. Proof headers present and well-formed: cheap, before any signature work.
+      const proof = single(h, 'x-trustplane-proof');
+      const claimedDigest = single(h, 'x-trustplane-transcript-sha256');
+      const nonce = single(h, 'x-trustplane-nonce');
+      const claimedBody = single(h, 'x-trustplane-body-sha256');
+      if (proof === null || claimedDigest === null || nonce === null || claimedBody === null) return deny('malformed_proof_headers', 'a TrustPlane proof header is repeated', ctx);
+      if (proof === undefined || claimedDigest === undefined || nonce === undefined || claimedBody === undefined || nonce.trim() === '') {
+        return deny('missing_proof_headers', 'X-TrustPlane-Proof, -Transcript-SHA256, -Nonce and -Body-SHA256 are all required', ctx);
       }
-    } else {
-      route = resolveRoute(policy, method, req.path);
-      if (route === undefined) return deny('bundle_route_missing', `no route for ${method} ${req.path.slice(0, 256)}`, ctx);
-    }
-    ctx.route = route;
+      if (proof.length !== 86) return deny('malformed_proof_headers', 'X-TrustPlane-Proof is not 64 bytes of base64url', ctx);
+      if (!isSha256Hex(claimedDigest)) return deny('malformed_proof_headers', 'X-TrustPlane-Transcript-SHA256 is not 64 lower-hex characters', ctx);
+      if (!isSha256Hex(claimedBody)) return deny('malformed_proof_headers', 'X-TrustPlane-Body-SHA256 is not 64 lower-hex characters', ctx);
+      if (nonce.length > MAX_NONCE) return deny('malformed_proof_headers', `X-TrustPlane-Nonce is longer than ${MAX_NONCE} characters`, ctx);
+      let proofSig: Buffer;
+      try {
+        proofSig = decodeBase64url(proof, 86, 'X-TrustPlane-Proof');
+      } catch {
+        return deny('malformed_proof_headers', 'X-TrustPlane-Proof is not strict base64url', ctx);
+      }
+      const declared = single(h, SIGNED_HEADERS_HEADER);
+      if (declared === null) return deny('malformed_proof_headers', 'X-TrustPlane-Signed-Headers is repeated', ctx);
+      if (declared !== undefined && declared.length > MAX_SIGNED_HEADERS_CHARS) return deny('malformed_proof_headers', 'X-TrustPlane-Signed-Headers is too long', ctx);
 
-    // 4. Passport: parse (alg allow-list first), issuer key by kid, signature.
-    const parsed = parsePassport(token);
-    const key = policy.keysByKid.get(parsed.header.kid);
-    if (key === undefined) {
-      this.policy.onUnknownKid?.(parsed.header.kid);
-      return deny('unknown_issuer_key', `kid ${parsed.header.kid.slice(0, 128)} is not in the trust material`, ctx);
-    }
-    if (!this.backend.verify(key.key, parsed.signingInput, parsed.signature)) return deny('invalid_passport_signature', `passport signature does not verify with kid ${key.kid}`, ctx);
-
-    // 5. Claims and time window.
-    const nowMs = this.clock.now();
-    const claims = validatePassportClaims(parsed.payload, { nowMs, skewSeconds: this.skew, maxLifetimeSeconds: this.maxLifetime });
-    ctx.claims = claims;
-    // The cnf key is part of the claims: a bad one (not 32 bytes, small order) is invalid claims.
-    const cnfKey = this.importCnfKey(claims.cnf.public_key_b64url);
-    if (claims.iss !== key.issuer) return deny('issuer_key_mismatch', `kid ${key.kid} belongs to issuer ${key.issuer}, not ${claims.iss}`, ctx);
-    if (claims.trust_domain !== key.trustDomain) return deny('trust_domain_mismatch', `issuer ${key.issuer} is trusted for ${key.trustDomain}, not ${claims.trust_domain}`, ctx);
-
-    // 6. Audience of the route's API.
-    if (claims.aud !== route.audience) return deny('audience_mismatch', `passport audience ${claims.aud} is not ${route.audience}`, ctx);
-
-    // 7. Freshness of the bundle for this route's class.
-    const fc = route.freshnessClass;
-    const ageMs = nowMs - snapshot.confirmedAtMs;
-    if (fc === 'realtime') {
-      if (ageMs > this.freshnessWindowMs) return deny('stale_bundle_fail_closed', `realtime route needs a bundle confirmed within ${this.freshnessWindowMs / 1000} s; last confirmed ${Math.round(ageMs / 1000)} s ago`, ctx);
-    } else if (fc === 'bounded') {
-      const max = route.maxStalenessSeconds;
-      if (max === undefined || !(max > 0)) return deny('bundle_freshness_unknown', `bounded route ${route.routeId} has no positive max_staleness_seconds`, ctx);
-      if (ageMs > max * 1000) return deny('stale_bundle_fail_closed', `bundle last confirmed ${Math.round(ageMs / 1000)} s ago, route allows ${max} s`, ctx);
-    } else if (!FRESHNESS_OFFLINE.has(fc)) {
-      return deny('bundle_freshness_unknown', `unknown freshness class ${fc.slice(0, 64)}`, ctx);
-    }
-
-    // 8. Body hash and transcript, rebuilt from the request as received.
-    let bodyDigest: string;
-    if (req.bodyNotAvailable === true) {
-      bodyDigest = claimedBody; // forward-auth: bound as claimed (documented limitation)
-    } else {
-      bodyDigest = req.bodySha256 ?? sha256Hex(req.body ?? new Uint8Array(0));
-      if (!timingSafeEqualString(bodyDigest, claimedBody)) return deny('request_binding_mismatch', 'the body does not match X-TrustPlane-Body-SHA256', ctx);
-    }
-    let allowList: readonly string[];
-    if (declared !== undefined) {
-      // A caller sends the same list on every request: the last one's canonical form is kept.
-      if (declared === this.lastDeclared.raw) {
-        allowList = this.lastDeclared.list;
+      // 3. Policy and route (structural, no crypto yet).
+      const snapshot = this.policy.current();
+      if (snapshot === undefined) return deny('bundle_policy_missing', 'no valid signed policy bundle is loaded', ctx);
+      const policy = snapshot.policy;
+      ctx.policy = policy;
+      const method = req.method;
+      let route: CompiledRoute | undefined;
+      if (this.routeMode === 'route-id') {
+        route = policy.routesById.get(this.routeId!);
+        if (route === undefined) return deny('bundle_route_missing', `route ${this.routeId!} is not in the policy bundle`, ctx);
+        if (route.method !== method) {
+          ctx.route = route;
+          return deny('bundle_route_missing', `route ${route.routeId} serves ${route.method}, not ${method}`, ctx);
+        }
       } else {
-        allowList = Object.freeze(canonicalAllowList(declared.split(',')));
-        this.lastDeclared = { raw: declared, list: allowList };
+        route = resolveRoute(policy, method, req.path);
+        if (route === undefined) return deny('bundle_route_missing', `no route for ${method} ${req.path.slice(0, 256)}`, ctx);
       }
-      if (allowList.length > MAX_SIGNED_HEADER_NAMES) return deny('malformed_proof_headers', `more than ${MAX_SIGNED_HEADER_NAMES} signed headers`, ctx);
-    } else {
-      allowList = route.signedHeaders.filter((n) => h[n] !== undefined);
-    }
-    for (const n of route.requiredSignedHeaders) {
-      if (!allowList.includes(n)) return deny('unsigned_required_header', `route ${route.routeId} requires header ${n} to be signed`, ctx);
-    }
-    let transcript: Transcript;
-    try {
-      transcript = buildTranscript({
-        method,
-        scheme: route.scheme,
-        authority: route.authority,
-        path: req.path,
-        rawQuery: req.query ?? '',
-        audience: claims.aud,
-        routeId: route.routeId,
-        contentEncoding: firstValue(h, 'content-encoding') ?? '',
-        bodySha256: bodyDigest,
-        headers: (n) => firstValue(h, n),
-        headerAllowList: allowList,
-        allowListIsCanonical: true,
-        passportJti: claims.jti,
-        nonce,
-        issuedAt: claims.iat,
-        keyBinding: claims.cnf.key_binding,
-      });
+      ctx.route = route;
+
+      // 4. Passport: parse (alg allow-list first), then the issuer key by kid.
+      const parsed = parsePassport(token);
+      const key = policy.keysByKid.get(parsed.header.kid);
+      if (key === undefined) {
+        this.policy.onUnknownKid?.(parsed.header.kid);
+        return deny('unknown_issuer_key', `kid ${parsed.header.kid.slice(0, 128)} is not in the trust material`, ctx);
+      }
+      return { index, req, ctx, snapshot, policy, route, parsed, key, proofSig, claimedDigest, claimedBody, nonce, declared, claims: undefined, cnfKey: undefined, transcript: undefined };
     } catch (err) {
-      if (err instanceof FormatError) return deny('request_binding_mismatch', `cannot rebuild the transcript: ${err.message}`, ctx);
-      throw err;
+      return this.failure(err, ctx);
     }
-    ctx.transcriptSha256 = transcript.sha256;
-    if (!timingSafeEqualString(transcript.sha256, claimedDigest)) return deny('request_binding_mismatch', 'the request does not match the signed transcript', ctx);
+  }
 
-    // 9. The proof, over the 32 raw digest bytes, with the passport's cnf key.
-    if (!this.backend.verify(cnfKey, transcript.digest, proofSig)) return deny('invalid_request_proof', 'the request proof does not verify with the passport cnf key', ctx);
-
-    // 10. Signer class for the route, then ONE source rule must match entirely.
-    if (!meetsMinimum(claims.cnf.key_binding, route.requiredKeyBinding)) {
-      return deny('insufficient_key_binding', `signer class ${claims.cnf.key_binding} is below the route minimum ${route.requiredKeyBinding}`, ctx);
+  /** Step 4, the passport signature with the issuer key. */
+  private checkPassportSignature(c: Checking): DenyDecision | undefined {
+    try {
+      if (!this.backend.verify(c.key.key, c.parsed.signingInput, c.parsed.signature)) return deny('invalid_passport_signature', `passport signature does not verify with kid ${c.key.kid}`, c.ctx);
+      return undefined;
+    } catch (err) {
+      return this.failure(err, c.ctx);
     }
-    let deepest: { stage: number; detail: string } | undefined;
-    let matched = false;
-    for (const rule of route.sources) {
-      const failure = checkSource(rule, claims, key, route);
-      if (failure === undefined) {
-        matched = true;
-        break;
+  }
+
+  /** Steps 5–8: claims and time, issuer, audience, freshness, body hash and transcript. */
+  private checkClaimsAndTranscript(c: Checking, nowMs: number): DenyDecision | undefined {
+    const { ctx, req, key, route, snapshot } = c;
+    try {
+      const h = req.headers;
+      // 5. Claims and time window.
+      const claims = validatePassportClaims(c.parsed.payload, { nowMs, skewSeconds: this.skew, maxLifetimeSeconds: this.maxLifetime });
+      ctx.claims = claims;
+      c.claims = claims;
+      // The cnf key is part of the claims: a bad one (not 32 bytes, small order) is invalid claims.
+      c.cnfKey = this.importCnfKey(claims.cnf.public_key_b64url);
+      if (claims.iss !== key.issuer) return deny('issuer_key_mismatch', `kid ${key.kid} belongs to issuer ${key.issuer}, not ${claims.iss}`, ctx);
+      if (claims.trust_domain !== key.trustDomain) return deny('trust_domain_mismatch', `issuer ${key.issuer} is trusted for ${key.trustDomain}, not ${claims.trust_domain}`, ctx);
+
+      // 6. Audience of the route's API.
+      if (claims.aud !== route.audience) return deny('audience_mismatch', `passport audience ${claims.aud} is not ${route.audience}`, ctx);
+
+      // 7. Freshness of the bundle for this route's class.
+      const fc = route.freshnessClass;
+      const ageMs = nowMs - snapshot.confirmedAtMs;
+      if (fc === 'realtime') {
+        if (ageMs > this.freshnessWindowMs) return deny('stale_bundle_fail_closed', `realtime route needs a bundle confirmed within ${this.freshnessWindowMs / 1000} s; last confirmed ${Math.round(ageMs / 1000)} s ago`, ctx);
+      } else if (fc === 'bounded') {
+        const max = route.maxStalenessSeconds;
+        if (max === undefined || !(max > 0)) return deny('bundle_freshness_unknown', `bounded route ${route.routeId} has no positive max_staleness_seconds`, ctx);
+        if (ageMs > max * 1000) return deny('stale_bundle_fail_closed', `bundle last confirmed ${Math.round(ageMs / 1000)} s ago, route allows ${max} s`, ctx);
+      } else if (!FRESHNESS_OFFLINE.has(fc)) {
+        return deny('bundle_freshness_unknown', `unknown freshness class ${fc.slice(0, 64)}`, ctx);
       }
-      if (deepest === undefined || failure.stage > deepest.stage) deepest = failure;
-    }
-    if (!matched) {
-      if (deepest === undefined) return deny('source_issuer_mismatch', `route ${route.routeId} allows no sources`, ctx);
-      return deny(STAGES[deepest.stage]!, deepest.detail, ctx);
-    }
 
-    // 11. Revocation.
-    // (An empty list costs no lookup: hashing the jti and building the subject key are not free.)
-    const { revokedKids, revokedJtis, revokedSubjects } = policy;
-    if (key.status === 'revoked' || (revokedKids.size !== 0 && (revokedKids.has(key.kid) || revokedKids.has(claims.cnf.kid)))) return deny('revoked', `key ${key.kid} is revoked`, ctx);
-    if (revokedJtis.size !== 0 && revokedJtis.has(claims.jti)) return deny('revoked', 'this jti is revoked', ctx);
-    if (revokedSubjects.size !== 0 && revokedSubjects.has(`${claims.iss}\n${claims.sub}`)) return deny('revoked', `subject ${claims.sub} of ${claims.iss} is revoked`, ctx);
+      // 8. Body hash and transcript, rebuilt from the request as received.
+      let bodyDigest: string;
+      if (req.bodyNotAvailable === true) {
+        bodyDigest = c.claimedBody; // forward-auth: bound as claimed (documented limitation)
+      } else {
+        bodyDigest = req.bodySha256 ?? sha256Hex(req.body ?? new Uint8Array(0));
+        if (!timingSafeEqualString(bodyDigest, c.claimedBody)) return deny('request_binding_mismatch', 'the body does not match X-TrustPlane-Body-SHA256', ctx);
+      }
+      const declared = c.declared;
+      let allowList: readonly string[];
+      if (declared !== undefined) {
+        // A caller sends the same list on every request: the last one's canonical form is kept.
+        if (declared === this.lastDeclared.raw) {
+          allowList = this.lastDeclared.list;
+        } else {
+          allowList = Object.freeze(canonicalAllowList(declared.split(',')));
+          this.lastDeclared = { raw: declared, list: allowList };
+        }
+        if (allowList.length > MAX_SIGNED_HEADER_NAMES) return deny('malformed_proof_headers', `more than ${MAX_SIGNED_HEADER_NAMES} signed headers`, ctx);
+      } else {
+        allowList = route.signedHeaders.filter((n) => h[n] !== undefined);
+      }
+      for (const n of route.requiredSignedHeaders) {
+        if (!allowList.includes(n)) return deny('unsigned_required_header', `route ${route.routeId} requires header ${n} to be signed`, ctx);
+      }
+      let transcript: Transcript;
+      try {
+        transcript = buildTranscript({
+          method: req.method,
+          scheme: route.scheme,
+          authority: route.authority,
+          path: req.path,
+          rawQuery: req.query ?? '',
+          audience: claims.aud,
+          routeId: route.routeId,
+          contentEncoding: firstValue(h, 'content-encoding') ?? '',
+          bodySha256: bodyDigest,
+          headers: (n) => firstValue(h, n),
+          headerAllowList: allowList,
+          allowListIsCanonical: true,
+          passportJti: claims.jti,
+          nonce: c.nonce,
+          issuedAt: claims.iat,
+          keyBinding: claims.cnf.key_binding,
+        });
+      } catch (err) {
+        if (err instanceof FormatError) return deny('request_binding_mismatch', `cannot rebuild the transcript: ${err.message}`, ctx);
+        throw err;
+      }
+      ctx.transcriptSha256 = transcript.sha256;
+      c.transcript = transcript;
+      if (!timingSafeEqualString(transcript.sha256, c.claimedDigest)) return deny('request_binding_mismatch', 'the request does not match the signed transcript', ctx);
+      return undefined;
+    } catch (err) {
+      return this.failure(err, ctx);
+    }
+  }
 
-    return { claims, route, policy, transcript, key };
+  /** Steps 9–11: the proof with the cnf key, signer class and source rules, revocation. */
+  private checkProofAndPolicy(c: Checking): DenyDecision | undefined {
+    const { ctx, key, route, policy } = c;
+    const claims = c.claims!;
+    try {
+      // 9. The proof, over the 32 raw digest bytes, with the passport's cnf key.
+      if (!this.backend.verify(c.cnfKey!, c.transcript!.digest, c.proofSig)) return deny('invalid_request_proof', 'the request proof does not verify with the passport cnf key', ctx);
+
+      // 10. Signer class for the route, then ONE source rule must match entirely.
+      if (!meetsMinimum(claims.cnf.key_binding, route.requiredKeyBinding)) {
+        return deny('insufficient_key_binding', `signer class ${claims.cnf.key_binding} is below the route minimum ${route.requiredKeyBinding}`, ctx);
+      }
+      let deepest: { stage: number; detail: string } | undefined;
+      let matched = false;
+      for (const rule of route.sources) {
+        const failure = checkSource(rule, claims, key, route);
+        if (failure === undefined) {
+          matched = true;
+          break;
+        }
+        if (deepest === undefined || failure.stage > deepest.stage) deepest = failure;
+      }
+      if (!matched) {
+        if (deepest === undefined) return deny('source_issuer_mismatch', `route ${route.routeId} allows no sources`, ctx);
+        return deny(STAGES[deepest.stage]!, deepest.detail, ctx);
+      }
+
+      // 11. Revocation. (An empty list costs no lookup: hashing the jti and building the subject
+      // key are not free.)
+      const { revokedKids, revokedJtis, revokedSubjects } = policy;
+      if (key.status === 'revoked' || (revokedKids.size !== 0 && (revokedKids.has(key.kid) || revokedKids.has(claims.cnf.kid)))) return deny('revoked', `key ${key.kid} is revoked`, ctx);
+      if (revokedJtis.size !== 0 && revokedJtis.has(claims.jti)) return deny('revoked', 'this jti is revoked', ctx);
+      if (revokedSubjects.size !== 0 && revokedSubjects.has(`${claims.iss}\n${claims.sub}`)) return deny('revoked', `subject ${claims.sub} of ${claims.iss} is revoked`, ctx);
+      return undefined;
+    } catch (err) {
+      return this.failure(err, ctx);
+    }
   }
 }
 

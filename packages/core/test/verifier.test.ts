@@ -177,6 +177,40 @@ for (const c of denials) {
   });
 }
 
+test('verifyBatch: every denial, in one batch among valid requests and a copy, gets its own reason; only the valid requests consume', async () => {
+  const { v, spy } = verifier();
+  const batch: VerifyRequest[] = [];
+  const want: string[] = [];
+  const valid: VerifyRequest[] = [];
+  for (const c of denials.filter((d) => d.setup === undefined)) {
+    const ok = makeRequest();
+    valid.push(ok);
+    batch.push(ok, c.req());
+    want.push('allow', c.reason);
+  }
+  batch.push(valid[0]!, valid[1]!);
+  want.push('jti_replay', 'jti_replay');
+  const decisions = await Promise.all(v.verifyBatch(batch).map(async (d) => d));
+  assert.deepEqual(decisions.map((d) => (d.allowed ? 'allow' : d.reason)), want);
+  assert.equal(spy.consumed.length, valid.length + 2, 'the valid requests and the two copies reach the store; no denied request does');
+});
+
+for (const c of denials.filter((d) => d.setup !== undefined)) {
+  test(`verifyBatch deny ${c.reason}: ${c.name} — each request of the batch gets it`, async () => {
+    const { v, spy } = verifier(c.setup!());
+    const decisions = await Promise.all(v.verifyBatch([c.req(), c.req()]).map(async (d) => d));
+    assert.deepEqual(decisions.map((d) => (d.allowed ? 'allow' : d.reason)), [c.reason, c.reason]);
+    if (c.consumes !== true) assert.deepEqual(spy.consumed, []);
+  });
+}
+
+test('verifyBatch of nothing is nothing; of one request, the same as verify', async () => {
+  const { v } = verifier();
+  assert.deepEqual(v.verifyBatch([]), []);
+  const [d] = v.verifyBatch([makeRequest()]);
+  assert.equal((await d!).allowed, true);
+});
+
 test('replay_store_full: a full in-memory store refuses new jtis (503) and never evicts a live one', async () => {
   const store = new MemoryReplayStore({ maxEntries: 1 });
   const { v } = verifier({ store });
