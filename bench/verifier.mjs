@@ -7,12 +7,13 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { createPublicKey } from 'node:crypto';
 import os from 'node:os';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import * as core from '../packages/core/dist/src/index.js';
 import * as jose from 'jose';
 
 const DURATION_MS = Number(process.env.BENCH_MS ?? 3000); // measured time per candidate, split into rounds
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
-const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 1000);
+const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 2500); // per candidate; with 1 s the pipeline's first round was still ~8 % slow
 const N = 4000; // distinct pre-signed requests per round (each has its own jti)
 const T0 = Date.now();
 
@@ -40,13 +41,15 @@ function makeRequests(n) {
   return out;
 }
 
-// Each candidate is a function called with a running index. All candidates are warmed up
-// first (until the JIT has settled; a fixed 300 calls left the pipeline partly unoptimised), then
-// measured in ROUNDS short rounds that take turns (A B C D E, A B C D E, …), so a slow spell on
-// this shared VM hits every candidate alike. Ratios are the median over rounds of the ratio
-// within each round; rates are the median over rounds.
+// Each candidate is a function called with a running index, and lives in its own worker thread
+// (its own JIT state: the node:crypto pipeline cannot make the libsodium pipeline's call sites
+// polymorphic, as it did when they shared one isolate). All threads are pinned with the process.
+// The main thread warms every candidate up (until the JIT has settled), then runs them in ROUNDS
+// short rounds that take turns (A B C D E, A B C D E, …), one at a time, so a slow spell on this
+// shared VM hits every candidate alike. Ratios are the median over rounds of the ratio within
+// each round; rates are the median over rounds.
 function candidate(name, fn) {
-  return { name, fn, next: 0, rates: [] };
+  return { name, fn, next: 0 };
 }
 
 async function runFor(c, ms) {
@@ -69,10 +72,32 @@ const median = (xs) => {
   return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
+/** A candidate in its own thread: `run(ms)` resolves to its rate over that time. */
+function threaded(kind, backendName) {
+  const w = new Worker(new URL(import.meta.url), { workerData: { kind, backendName } });
+  let waiting;
+  w.on('message', (m) => waiting?.(m));
+  w.on('error', (err) => {
+    console.error(err);
+    process.exit(1);
+  });
+  const ask = (msg) => new Promise((resolve) => ((waiting = resolve), w.postMessage(msg)));
+  return {
+    rates: [],
+    ready: ask({ cmd: 'name' }),
+    run: (ms) => ask({ cmd: 'run', ms }),
+    close: () => w.terminate(),
+  };
+}
+
 async function measure(cands) {
-  for (const c of cands) await runFor(c, WARMUP_MS);
-  for (let r = 0; r < ROUNDS; r++) for (const c of cands) c.rates.push(await runFor(c, DURATION_MS / ROUNDS));
-  for (const c of cands) console.error(`  ${c.name.padEnd(44)} ${Math.round(median(c.rates)).toString().padStart(7)} /s  (rounds ${c.rates.map((x) => Math.round(x)).join(' ')})`);
+  for (const c of cands) c.name = await c.ready;
+  for (const c of cands) await c.run(WARMUP_MS);
+  for (let r = 0; r < ROUNDS; r++) for (const c of cands) c.rates.push(await c.run(DURATION_MS / ROUNDS));
+  for (const c of cands) {
+    console.error(`  ${c.name.padEnd(44)} ${Math.round(median(c.rates)).toString().padStart(7)} /s  (rounds ${c.rates.map((x) => Math.round(x)).join(' ')})`);
+    await c.close();
+  }
 }
 
 /** Median over rounds of a.rate / b.rate, with the per-round spread. */
@@ -129,14 +154,7 @@ function joseCandidate() {
   });
 }
 
-const hasSodium = core.sodiumAvailable();
-const main = hasSodium ? 'sodium' : 'node';
-console.error(`verifier benchmark — node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'}, default backend ${main}${hasSodium ? '' : ' (sodium-native not installed!)'}`);
-const floor = floorCandidate(main);
-const pipe = pipelineCandidate(main);
-const nodePipe = main === 'node' ? undefined : pipelineCandidate('node');
-const joseC = joseCandidate();
-const unknownKid = (() => {
+function unknownKidCandidate() {
   const policy = core.compilePolicy(trust, bundle);
   const v = new core.Verifier({ policy: new core.StaticPolicyProvider(policy, Date.now()), replayStore: new core.MemoryReplayStore() });
   const good = makeRequests(1)[0];
@@ -145,7 +163,22 @@ const unknownKid = (() => {
     const d = await v.verify(bad);
     if (d.allowed || d.reason !== 'unknown_issuer_key') throw new Error(`expected unknown_issuer_key, got ${d.allowed ? 'allow' : d.reason}`);
   });
-})();
+}
+
+if (!isMainThread) {
+  const { kind, backendName } = workerData;
+  const c =
+    kind === 'floor' ? floorCandidate(backendName) : kind === 'pipeline' ? pipelineCandidate(backendName) : kind === 'jose' ? joseCandidate() : unknownKidCandidate();
+  parentPort.on('message', async (m) => parentPort.postMessage(m.cmd === 'name' ? c.name : await runFor(c, m.ms)));
+} else {
+const hasSodium = core.sodiumAvailable();
+const main = hasSodium ? 'sodium' : 'node';
+console.error(`verifier benchmark — node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'}, default backend ${main}${hasSodium ? '' : ' (sodium-native not installed!)'}`);
+const floor = threaded('floor', main);
+const pipe = threaded('pipeline', main);
+const nodePipe = main === 'node' ? undefined : threaded('pipeline', 'node');
+const joseC = threaded('jose');
+const unknownKid = threaded('unknown-kid', main);
 await measure([floor, pipe, ...(nodePipe ? [nodePipe] : []), joseC, unknownKid]);
 
 const ratios = {
@@ -173,3 +206,4 @@ mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
 writeFileSync(new URL('./results/verifier.json', import.meta.url), JSON.stringify(result, null, 2) + '\n');
 writeFileSync(new URL('./results/verifier.md', import.meta.url), md);
 void T0;
+}

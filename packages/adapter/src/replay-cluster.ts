@@ -82,8 +82,11 @@ export class ClusterReplayStore implements ReplayStore {
   private nextId = 1;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
-  /** Questions of this event-loop turn: sent together at its end, with the other requests it handled. */
-  private readonly outbox = new TurnQueue<[number, string, number] | [number]>((q) => this.send(q));
+  /**
+   * Questions asked together (the adapter's verification batch consumes in one loop) go out as
+   * one message, as soon as that code returns (process.nextTick): no wait for another turn.
+   */
+  private readonly outbox = new TurnQueue<[number, string, number] | [number]>((q) => this.send(q), (fn) => process.nextTick(fn));
 
   constructor(opts: ClusterReplayStoreOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? 250;

@@ -262,7 +262,11 @@ export class Verifier {
 
   /** Verify one request. Never throws; never consumes the jti unless every other check passed. */
   async verify(req: VerifyRequest): Promise<Decision> {
-    return this.verifyBatch([req])[0]!;
+    // The stages of verifyBatch, for one request.
+    const c = this.checkStructure(req, 0);
+    if ('allowed' in c) return c;
+    const denied = this.checkPassportSignature(c) ?? this.checkClaimsAndTranscript(c, this.clock.now()) ?? this.checkProofAndPolicy(c);
+    return denied ?? this.consume(c, this.clock.now());
   }
 
   /**
