@@ -119,7 +119,7 @@ test('the real trustplane-broker process and `trustplane broker issue`', async (
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   t.after(() => child.kill('SIGKILL'));
-  for (let i = 0; i < 100 && !stderr.includes('listening'); i++) await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 100 && !stderr.includes('listening on'); i++) await new Promise((r) => setTimeout(r, 50));
   assert.match(stderr, /listening on .*broker\.sock \(classes: software; audiences: orders-api\)/);
 
   const upstream = await startEchoUpstream();
@@ -175,7 +175,7 @@ test('SPIFFE end to end: trustplane-broker verifies the SVID from a Workload API
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     t.after(() => child.kill('SIGKILL'));
-    for (let i = 0; i < 200 && !stderr.includes('listening'); i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 200 && !stderr.includes('listening on'); i++) await new Promise((r) => setTimeout(r, 50));
     return { child, stderr: () => stderr };
   };
 
