@@ -24,6 +24,9 @@ test('adapter configuration errors stop startup with one clear line (exit 2)', a
       [['adapter', '--upstream', 'http://127.0.0.1:1', '--bundle', tm, '--policy-bundle', pb], /--bundle-signature-public-key is required/],
       [[...base, '--upstream', 'http://127.0.0.1:1', '--listen', 'nope'], /--listen must be HOST:PORT/],
       [[...base, '--upstream', 'http://127.0.0.1:1', '--replay', 'memcached://x'], /--replay: unsupported replay store URL scheme/],
+      [[...base, '--upstream', 'http://127.0.0.1:1', '--replay-max-entries', '0'], /--replay-max-entries must be a positive integer, got "0"/],
+      [[...base, '--upstream', 'http://127.0.0.1:1', '--replay-max-entries', '1e6'], /--replay-max-entries must be a positive integer/],
+      [[...base, '--upstream', 'http://127.0.0.1:1', '--replay', 'redis://127.0.0.1:1', '--replay-max-entries', '10'], /--replay-max-entries applies to --replay memory only/],
     ];
     for (const [args, want] of cases) {
       const r = await runBin(args);
@@ -57,6 +60,34 @@ async function spawnAdapter(args: string[], env: Record<string, string> = {}): P
   });
   return { child, url: `http://127.0.0.1:${port}`, admin: `http://127.0.0.1:${adminPort}` };
 }
+
+test('--replay-max-entries bounds the memory store: when it is full a new jti gets 503 replay_store_full and is not forwarded; a replay is still a replay', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tp-adapter-cli-'));
+  const upstream = await startEchoUpstream();
+  try {
+    const { tm, pb } = writeBundles(dir);
+    const a = await spawnAdapter(['--upstream', upstream.url, '--bundle', tm, '--policy-bundle', pb, '--bundle-signature-public-key', SIGNING], { TRUSTPLANE_REPLAY_MAX_ENTRIES: '2' });
+    try {
+      const send = async (req: ReturnType<typeof makeRequest>) => {
+        const res = await request(`${a.url}/v1/orders/search`, { headers: req.headers });
+        return { status: res.statusCode, body: await res.body.text() };
+      };
+      const [r1, r2, r3] = [1, 2, 3].map(() => makeRequest({ nowMs: Date.now() }));
+      assert.equal((await send(r1!)).status, 200);
+      assert.equal((await send(r2!)).status, 200);
+      assert.deepEqual(await send(r3!), { status: 503, body: '{"allowed":false,"reason":"replay_store_full"}' });
+      assert.deepEqual(await send(r1!), { status: 403, body: '{"allowed":false,"reason":"jti_replay"}' });
+      assert.equal(upstream.requests.length, 2);
+    } finally {
+      const exited = new Promise<number | null>((r) => a.child.once('exit', r));
+      a.child.kill('SIGTERM');
+      assert.equal(await exited, 0);
+    }
+  } finally {
+    await upstream.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test('two adapter processes sharing one real Redis: concurrent copies of one request → exactly one reaches the upstream; SIGTERM exits 0', { skip: !redisAvailable() }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tp-adapter-cli-'));

@@ -38,6 +38,7 @@ export interface VerifierFlags {
   routeId?: string;
   proofMode: string;
   replay: string;
+  replayMaxEntries?: string;
   replicas: string;
   auditLog: string;
   skew: string;
@@ -46,6 +47,9 @@ export interface VerifierFlags {
   devAllowUnsignedBundles?: boolean;
   allowJwksFetch?: boolean;
 }
+
+/** Live jtis the memory replay store holds by default (~87 B each: ~90 MB when full). */
+export const DEFAULT_REPLAY_MAX_ENTRIES = 1_000_000;
 
 /** HOST:PORT (IPv6 as [::1]:PORT). */
 export function parseHostPort(value: string, flag: string): { host: string; port: number } {
@@ -91,6 +95,7 @@ export const VERIFIER_CONFIG_KEYS: Readonly<Record<string, string>> = {
   route_id: 'routeId',
   proof_mode: 'proofMode',
   replay: 'replay',
+  replay_max_entries: 'replayMaxEntries',
   replicas: 'replicas',
   audit_log: 'auditLog',
   skew: 'skew',
@@ -141,6 +146,7 @@ export function addVerifierOptions(cmd: Command, defaults: { listen: string; adm
     .addOption(env(new Option('--route-id <id>', 'the one route this process serves (route-id mode)'), 'ROUTE_ID'))
     .addOption(env(new Option('--proof-mode <mode>', 'request proof format').choices(['transcript-v1']).default('transcript-v1'), 'PROOF_MODE'))
     .addOption(env(new Option('--replay <store>', 'replay store: memory, or redis://, rediss://, redis+sentinel://, redis+cluster:// URL').default('memory'), 'REPLAY'))
+    .addOption(env(new Option('--replay-max-entries <n>', `memory replay store: most live jtis held; when full, new jtis are refused with 503 replay_store_full (default: ${DEFAULT_REPLAY_MAX_ENTRIES})`), 'REPLAY_MAX_ENTRIES'))
     .addOption(env(new Option('--replicas <n>', 'declared number of replicas (the memory replay store needs 1)').default('1'), 'REPLICAS'))
     .addOption(env(new Option('--audit-log <target>', 'audit events: stdout, off, or a file path').default('stdout'), 'AUDIT_LOG'))
     .addOption(env(new Option('--skew <seconds>', 'allowed clock skew').default('30'), 'SKEW'))
@@ -160,6 +166,8 @@ export interface VerifierSettings {
   policyKeys: Map<string, Ed25519PublicKey>;
   dev: boolean;
   replay: string;
+  /** Capacity of the memory replay store (live jtis). */
+  replayMaxEntries: number;
   routeMode: 'request' | 'route-id';
   routeId: string | undefined;
   freshnessWindowSeconds: number;
@@ -180,6 +188,8 @@ export function verifierSettings(o: VerifierFlags): VerifierSettings {
   if (!dev && (trustKeys.size === 0 || policyKeys.size === 0)) throw usageError(`--bundle-signature-public-key is required (or ${DEV_ALLOW_UNSIGNED_FLAG} for local development)`);
   const replicas = positiveInt(o.replicas, '--replicas');
   if (o.replay === 'memory' && replicas > 1) throw usageError(`--replay memory cannot protect ${replicas} replicas (each would keep its own replay state): use --replay redis://…`);
+  if (o.replayMaxEntries !== undefined && o.replay !== 'memory') throw usageError('--replay-max-entries applies to --replay memory only (size Redis with its own maxmemory and maxmemory-policy noeviction)');
+  const replayMaxEntries = o.replayMaxEntries === undefined ? DEFAULT_REPLAY_MAX_ENTRIES : positiveInt(o.replayMaxEntries, '--replay-max-entries');
   if (o.routePolicyMode === 'route-id' && o.routeId === undefined) throw usageError('--route-policy-mode route-id needs --route-id');
   return {
     listen,
@@ -190,6 +200,7 @@ export function verifierSettings(o: VerifierFlags): VerifierSettings {
     policyKeys,
     dev,
     replay: o.replay,
+    replayMaxEntries,
     routeMode: o.routePolicyMode as 'request' | 'route-id',
     routeId: o.routeId,
     freshnessWindowSeconds: positiveInt(o.policyBundleFreshnessWindow, '--policy-bundle-freshness-window'),
@@ -232,7 +243,7 @@ export async function startVerifierRuntime(s: VerifierSettings): Promise<Verifie
   }
   watcher.off('rejected', onStartReject);
   let replayStore: ReplayStore;
-  if (s.replay === 'memory') replayStore = new MemoryReplayStore();
+  if (s.replay === 'memory') replayStore = new MemoryReplayStore({ maxEntries: s.replayMaxEntries });
   else {
     let redis: RedisReplayStoreT;
     try {
