@@ -4,8 +4,8 @@
  * in the check phase of the same turn (setImmediate: no extra wait for new events). Running the
  * verifier's code and libsodium back to back, instead of interleaved with the HTTP parser and
  * undici for each request, keeps them in the CPU caches: bench:http measured ~13 % less CPU per
- * request on one core at c=64 (610 → 530 µs), and a Redis store's SET NX commands of one batch
- * go out in one write (auto-pipelining). Within the batch the verifier runs stage by stage
+ * request on one core at c=64 (610 → 530 µs), and a Redis store's consumes of one batch go
+ * out as one script call. Within the batch the verifier runs stage by stage
  * (`Verifier.verifyBatch`): all structural checks, then all passport signatures, then all
  * transcripts, then all proofs, then the consumes in arrival order, so libsodium and each stage's
  * code run back to back. Each request still gets its own complete verification and decision,
