@@ -343,6 +343,7 @@ test('helm: the minimal values render a hardened single-replica adapter with the
   assert.equal(env('TRUSTPLANE_ADMIN_LISTEN'), '0.0.0.0:9090');
   assert.equal(env('TRUSTPLANE_UPSTREAM'), 'http://orders.orders.svc.cluster.local:3000');
   assert.equal(env('TRUSTPLANE_REPLAY'), 'memory');
+  assert.equal(env('TRUSTPLANE_REPLAY_MAX_ENTRIES'), '1000000', 'the memory store bound, printed as an integer');
   assert.equal(env('TRUSTPLANE_REPLICAS'), '1');
   assert.equal(env('TRUSTPLANE_BUNDLE_SIGNATURE_PUBLIC_KEY'), 'bundle-signer-1=Bvr4xDhMIMa7FYK69yRhvD1s9vjtrK7pAqd0NeNKIqw');
   assert.equal(env('TRUSTPLANE_MAX_BODY_BYTES'), '1048576', 'numbers print as integers (Helm values are float64)');
@@ -393,6 +394,7 @@ test('helm: three replicas with Redis from a Secret, a PDB, rolling updates, adm
   const c = d.spec.template.spec.containers[0]!;
   assert.deepEqual(envOf(c, 'TRUSTPLANE_REPLAY'), { name: 'TRUSTPLANE_REPLAY', valueFrom: { secretKeyRef: { name: 'trustplane-redis', key: 'url' } } });
   assert.equal(envOf(c, 'TRUSTPLANE_REPLICAS')?.value, '3');
+  assert.equal(envOf(c, 'TRUSTPLANE_REPLAY_MAX_ENTRIES'), undefined, 'the memory store bound is not passed with Redis (the adapter would refuse it)');
   assert.deepEqual(envOf(c, 'TRUSTPLANE_BUNDLE_SIGNATURE_PUBLIC_KEY')?.valueFrom, { secretKeyRef: { name: 'trustplane-bundle-signing-keys', key: 'bundle-signature-public-keys' } });
   assert.deepEqual(d.spec.template.spec.volumes?.find((v) => v.name === 'bundles')?.secret, { secretName: 'orders-trustplane-bundles' });
   assert.equal(one<Pdb>(objs, 'PodDisruptionBudget').spec.maxUnavailable, 1);
@@ -496,6 +498,7 @@ test('helm: values.schema.json refuses unknown keys, wrong types and weakened ha
     [['--set', 'adapter.replcas=2'], /adapter: Additional property replcas is not allowed/],
     [['--set', 'adapter.replay.store=memcached'], /adapter\.replay\.store must be one of the following: "memory", "redis"/],
     [['--set', 'adapter.replicas=two'], /adapter\.replicas: Invalid type\. Expected: integer, given: string/],
+    [['--set', 'adapter.replay.memory.maxEntries=0'], /adapter\.replay\.memory\.maxEntries: Must be greater than or equal to 1/],
     [['--set', 'containerSecurityContext.readOnlyRootFilesystem=false'], /containerSecurityContext\.readOnlyRootFilesystem does not match: true/],
     [['--set', 'containerSecurityContext.allowPrivilegeEscalation=true'], /containerSecurityContext\.allowPrivilegeEscalation does not match: false/],
     [['--set', 'podSecurityContext.runAsNonRoot=false'], /podSecurityContext\.runAsNonRoot does not match: true/],
