@@ -90,6 +90,36 @@ test('two adapters sharing one Redis: 40 concurrent copies of one signed request
   }
 });
 
+test('a full Redis with maxmemory-policy noeviction refuses the consume: 503 replay_store_unavailable, nothing forwarded, the jti still usable once Redis has room', { skip: !HAVE_REDIS }, async () => {
+  const own = await startRedis();
+  const store = new RedisReplayStore(own.url);
+  const a = await adapterOn(store);
+  try {
+    await store.client.config('SET', 'maxmemory-policy', 'noeviction');
+    await store.client.config('SET', 'maxmemory', '1'); // below what Redis already uses: every write is refused
+    const before = upstream.requests.length;
+    const one = makeRequest({ nowMs: Date.now() });
+    const batch = [makeRequest({ nowMs: Date.now() }), makeRequest({ nowMs: Date.now() })];
+    assert.deepEqual(await send(a.url, one.headers), { status: 503, body: '{"allowed":false,"reason":"replay_store_unavailable"}' });
+    const both = await Promise.all(batch.map((r) => send(a.url, r.headers)));
+    for (const r of both) assert.deepEqual(r, { status: 503, body: '{"allowed":false,"reason":"replay_store_unavailable"}' });
+    // At the store: one consume alone (a SET) and two asked for in one turn (one script call).
+    const refused = (err: unknown) => err instanceof ReplayStoreError && err.reason === 'replay_store_unavailable' && /OOM/.test(err.message);
+    await assert.rejects(store.consume(replayKey('iss', 'full-1'), Date.now() + 5000), refused);
+    const pair = [store.consume(replayKey('iss', 'full-2'), Date.now() + 5000), store.consume(replayKey('iss', 'full-3'), Date.now() + 5000)];
+    await Promise.all(pair.map((p) => assert.rejects(p, refused)));
+    assert.equal(upstream.requests.length, before);
+    assert.equal(await store.client.dbsize(), 0, 'nothing was written');
+    await store.client.config('SET', 'maxmemory', '0');
+    assert.equal((await send(a.url, one.headers)).status, 200);
+    assert.equal((await send(a.url, one.headers)).status, 403);
+    assert.equal(upstream.requests.length, before + 1);
+  } finally {
+    await a.close();
+    await own.stop();
+  }
+});
+
 test('Redis down → 503 replay_store_unavailable, nothing forwarded, readyz 503; back up → served again', { skip: !HAVE_REDIS }, async () => {
   const own = await startRedis();
   const store = new RedisReplayStore(own.url, { commandTimeoutMs: 200 });
