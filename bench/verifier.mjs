@@ -171,21 +171,35 @@ function joseCandidate() {
   });
 }
 
-function unknownKidCandidate() {
-  const policy = core.compilePolicy(trust, bundle);
-  const v = new core.Verifier({ policy: new core.StaticPolicyProvider(policy, Date.now()), replayStore: new core.MemoryReplayStore() });
+/**
+ * A request that must be refused before any signature work, on the default backend: `unknown-kid`
+ * names a key the trust material does not have; `malformed` carries a passport whose claims
+ * segment is not base64url (one character replaced), with every other header valid, so it goes
+ * through the header checks and route resolution first.
+ */
+function rejectCandidate(kind, backendName) {
+  const backend = core.getEd25519Backend(backendName);
+  const policy = core.compilePolicy(trust, bundle, { backend });
+  const v = new core.Verifier({ policy: new core.StaticPolicyProvider(policy, Date.now()), replayStore: new core.MemoryReplayStore(), backend });
   const good = makeRequests(1)[0];
-  const bad = { ...good, headers: { ...good.headers, authorization: good.headers.authorization.replace('eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIiwidHlwIjoiSldUIn0', 'eyJhbGciOiJFZERTQSIsImtpZCI6Im5vcGUiLCJ0eXAiOiJKV1QifQ') } };
-  return candidate('unknown-kid request rejected', async () => {
+  const auth = good.headers.authorization;
+  const payloadAt = auth.indexOf('.') + 20;
+  const authorization =
+    kind === 'unknown-kid'
+      ? auth.replace('eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIiwidHlwIjoiSldUIn0', 'eyJhbGciOiJFZERTQSIsImtpZCI6Im5vcGUiLCJ0eXAiOiJKV1QifQ')
+      : `${auth.slice(0, payloadAt)}*${auth.slice(payloadAt + 1)}`;
+  const bad = { ...good, headers: { ...good.headers, authorization } };
+  const want = kind === 'unknown-kid' ? 'unknown_issuer_key' : 'malformed_passport';
+  return candidate(`${kind} request rejected`, async () => {
     const d = await v.verify(bad);
-    if (d.allowed || d.reason !== 'unknown_issuer_key') throw new Error(`expected unknown_issuer_key, got ${d.allowed ? 'allow' : d.reason}`);
+    if (d.allowed || d.reason !== want) throw new Error(`expected ${want}, got ${d.allowed ? 'allow' : d.reason}`);
   });
 }
 
 if (!isMainThread) {
   const { kind, backendName } = workerData;
   const c =
-    kind === 'floor' ? floorCandidate(backendName) : kind === 'pipeline' ? pipelineCandidate(backendName) : kind === 'pipeline-batch' ? pipelineCandidate(backendName, true) : kind === 'jose' ? joseCandidate() : unknownKidCandidate();
+    kind === 'floor' ? floorCandidate(backendName) : kind === 'pipeline' ? pipelineCandidate(backendName) : kind === 'pipeline-batch' ? pipelineCandidate(backendName, true) : kind === 'jose' ? joseCandidate() : rejectCandidate(kind, backendName);
   parentPort.on('message', async (m) => parentPort.postMessage(m.cmd === 'name' ? c.name : await runFor(c, m.ms)));
 } else {
 const hasSodium = core.sodiumAvailable();
@@ -197,7 +211,8 @@ const batchPipe = threaded('pipeline-batch', main);
 const nodePipe = main === 'node' ? undefined : threaded('pipeline', 'node');
 const joseC = threaded('jose');
 const unknownKid = threaded('unknown-kid', main);
-await measure([floor, pipe, batchPipe, ...(nodePipe ? [nodePipe] : []), joseC, unknownKid]);
+const malformed = threaded('malformed', main);
+await measure([floor, pipe, batchPipe, ...(nodePipe ? [nodePipe] : []), joseC, unknownKid, malformed]);
 
 const ratios = {
   pipeline_vs_floor: ratio(pipe, floor),
@@ -205,6 +220,7 @@ const ratios = {
   pipeline_vs_node_crypto_pipeline: ratio(pipe, nodePipe ?? pipe),
   pipeline_vs_jose: ratio(pipe, joseC),
   unknown_kid_reject_vs_accept: ratio(unknownKid, pipe),
+  malformed_reject_vs_accept: ratio(malformed, pipe),
 };
 const result = {
   when: new Date().toISOString(),
@@ -213,10 +229,10 @@ const result = {
   backend: main,
   pinned: process.env.BENCH_PINNED ?? 'unknown',
   method: `${ROUNDS} alternating rounds of ${DURATION_MS / ROUNDS} ms per candidate after ${WARMUP_MS} ms warm-up each; rates are medians over rounds, ratios medians of per-round ratios`,
-  rates_per_s: Object.fromEntries([['floor', floor], ['pipeline', pipe], ['pipeline_batched', batchPipe], ['pipeline_node_crypto', nodePipe ?? pipe], ['jose_jwt_verify', joseC], ['unknown_kid_reject', unknownKid]].map(([k, c]) => [k, median(c.rates)])),
+  rates_per_s: Object.fromEntries([['floor', floor], ['pipeline', pipe], ['pipeline_batched', batchPipe], ['pipeline_node_crypto', nodePipe ?? pipe], ['jose_jwt_verify', joseC], ['unknown_kid_reject', unknownKid], ['malformed_reject', malformed]].map(([k, c]) => [k, median(c.rates)])),
   ratios: Object.fromEntries(Object.entries(ratios).map(([k, v]) => [k, v.median])),
   ratio_range_over_rounds: Object.fromEntries(Object.entries(ratios).map(([k, v]) => [k, [v.min, v.max]])),
-  targets: { pipeline_vs_floor: 0.85, batched_pipeline_vs_floor: 0.85, pipeline_vs_node_crypto_pipeline: 1.6, pipeline_vs_jose: 1.0, unknown_kid_reject_vs_accept: 5 },
+  targets: { pipeline_vs_floor: 0.85, batched_pipeline_vs_floor: 0.85, pipeline_vs_node_crypto_pipeline: 1.6, pipeline_vs_jose: 1.0, unknown_kid_reject_vs_accept: 5, malformed_reject_vs_accept: 5 },
 };
 const rows = Object.entries(result.ratios).map(([k, v]) => { const [lo, hi] = result.ratio_range_over_rounds[k]; return `| ${k} | ${v.toFixed(2)}× | ${lo.toFixed(2)}–${hi.toFixed(2)}× | ≥ ${result.targets[k]}× | ${v >= result.targets[k] ? 'met' : 'NOT met'} |`; });
 const md = `| ratio | median of rounds | range over rounds | target | |\n|---|---|---|---|---|\n${rows.join('\n')}\n`;

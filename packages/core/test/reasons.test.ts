@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REASONS } from '../src/index.js';
+import { REASONS, TrustPlaneError, FormatError, decodeBase64url } from '../src/index.js';
 import { repoRoot } from './helpers.js';
 
 /** docs/reason-codes.md and the registry stay equal, both ways (code, status, meaning). */
@@ -31,4 +31,16 @@ test('SPEC §5 documented codes are all present with the statuses SPEC §5/§9.2
   assert.equal(REASONS.body_too_large.status, 413);
   assert.equal(REASONS.replay_store_unavailable.status, 503);
   assert.equal(REASONS.upstream_unavailable.status, 502);
+});
+
+test('input errors carry no stack frames (cheap to refuse garbage) and leave Error.stackTraceLimit as it was', () => {
+  const before = Error.stackTraceLimit;
+  const tp = new TrustPlaneError('malformed_passport', 'detail', { cause: 'c' });
+  const fe = new FormatError('invalid_json', 'message');
+  assert.equal(tp.stack, 'TrustPlaneError: malformed_passport: detail');
+  assert.equal(tp.cause, 'c');
+  assert.equal(fe.stack, 'FormatError: invalid_json: message');
+  assert.throws(() => decodeBase64url('*', 1, 'x'), (err: unknown) => err instanceof FormatError && !String(err.stack).includes('\n    at '));
+  assert.equal(Error.stackTraceLimit, before);
+  assert.match(String(new Error('other').stack), /\n {4}at /, 'other errors keep their stacks');
 });
