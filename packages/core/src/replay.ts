@@ -3,14 +3,7 @@
  * called only for an otherwise fully valid request. A store that cannot answer throws
  * `ReplayStoreError`, and the verifier denies (fail closed) — an error is never "not seen".
  */
-import * as crypto from 'node:crypto';
-
-/**
- * One-shot hashing (Node >= 20.12) when available: no Hash object per call. Its one-byte-string
- * output is used: a 'buffer' output allocates a fresh ArrayBuffer from C++ per call, which cost
- * ~2.5× as much on the hot path (and more GC work).
- */
-const hashOneShot = (crypto as unknown as { hash?: (alg: string, data: string, enc: 'latin1') => string }).hash;
+import { sha256Prefix16 } from './encoding.js';
 
 export type ConsumeResult = 'fresh' | 'replay';
 
@@ -43,16 +36,7 @@ export class ReplayStoreError extends Error {
  */
 export function replayKey(issuer: string, jti: string): string {
   // Length-prefixed so that no (issuer, jti) pair can collide with another by moving a separator.
-  const data = `${issuer.length}:${issuer}\n${jti}`;
-  if (hashOneShot === undefined) return crypto.createHash('sha256').update(data).digest().toString('latin1', 0, 16);
-  const d = hashOneShot('sha256', data, 'latin1');
-  // Copied out character by character, the key is a flat 16-character string. `d.slice(0, 16)`
-  // would be a V8 SlicedString that keeps the whole 32-character parent alive: 48 more bytes per
-  // live entry in MemoryReplayStore (bench/memory.mjs: 135 → 87 B/entry).
-  return String.fromCharCode(
-    d.charCodeAt(0), d.charCodeAt(1), d.charCodeAt(2), d.charCodeAt(3), d.charCodeAt(4), d.charCodeAt(5), d.charCodeAt(6), d.charCodeAt(7),
-    d.charCodeAt(8), d.charCodeAt(9), d.charCodeAt(10), d.charCodeAt(11), d.charCodeAt(12), d.charCodeAt(13), d.charCodeAt(14), d.charCodeAt(15),
-  );
+  return sha256Prefix16(`${issuer.length}:${issuer}\n${jti}`);
 }
 
 export interface MemoryReplayStoreOptions {
