@@ -6,7 +6,9 @@
 // request with its own passport and jti (pre-signed: wrk cannot sign; bench/lib/signed-requests.*).
 //
 // Cells: {bare proxy, adapter + memory store, adapter + Redis} × {c=1, c=64} × {pinned, unpinned};
-// the bare proxy cells run twice (first and last) and the faster run is the baseline.
+// the bare proxy cells run twice (first and last) and the faster run is the baseline. Pinned
+// only: the measured ceiling — the bare proxy doing the crypto floor (2 Ed25519 verifies + the
+// SHA-256s) per request, i.e. what any verifying proxy costs at the very least.
 // Pinned: the proxy/adapter on core 0 (`taskset -c 0`, one adapter process); wrk, the upstream
 // and redis-server on core 1. Unpinned: nothing pinned, the adapter with --workers auto.
 // Each cell gets fresh server processes, a warm-up, then a measured run. Server CPU µs/request
@@ -152,9 +154,9 @@ async function startRedis(cpuList, dir) {
   return { child: c, url: `redis://127.0.0.1:${port}` };
 }
 
-async function startBare(cpuList, upstream) {
+async function startBare(cpuList, upstream, mode = 'bare') {
   const port = await freePort();
-  const c = launch(cpuList, process.execPath, [fileURLToPath(new URL('./lib/bare-proxy.mjs', import.meta.url)), String(port), upstream]);
+  const c = launch(cpuList, process.execPath, [fileURLToPath(new URL('./lib/bare-proxy.mjs', import.meta.url)), String(port), upstream, ...(mode === 'ceiling' ? ['floor'] : [])]);
   const url = await waitFor(c, 'bare proxy', () => /READY (\S+)/.exec(c.output())?.[1]);
   return { child: c, url, pids: () => [c.pid] };
 }
@@ -234,8 +236,8 @@ async function startServer(kind, pinned, upstream) {
   let redis;
   if (kind === 'redis') redis = await startRedis(infra, dir);
   const workers = pinned ? 1 : 'auto';
-  const server = kind === 'bare' ? await startBare(cpu, upstream) : await startAdapter(cpu, upstream, kind === 'memory' ? 'memory' : redis.url, workers, env);
-  return { server, redis, workers: kind === 'bare' ? 1 : pinned ? 1 : CORES };
+  const server = kind === 'bare' || kind === 'ceiling' ? await startBare(cpu, upstream, kind) : await startAdapter(cpu, upstream, kind === 'memory' ? 'memory' : redis.url, workers, env);
+  return { server, redis, workers: kind === 'bare' || kind === 'ceiling' ? 1 : pinned ? 1 : CORES };
 }
 
 async function stopServer(s) {
@@ -289,7 +291,7 @@ async function measureCell(kind, pinned, conns, upstream) {
     const rate = w.requests / (w.duration_us / 1e6);
     const bad = w.non2xx + w.connect_errors + w.read_errors + w.write_errors + w.timeouts;
     // The bare proxy checks no jti, so reusing its slice is harmless; for the adapter it is a replay.
-    const valid = bad / Math.max(1, w.requests) <= INVALID_NON2XX && (kind === 'bare' || w.wrapped === 0);
+    const valid = bad / Math.max(1, w.requests) <= INVALID_NON2XX && (kind === 'bare' || kind === 'ceiling' || w.wrapped === 0);
     const r = {
       server: kind,
       pinned,
@@ -375,10 +377,11 @@ if (RSS_MODE) {
 } else {
   const cells = [];
   for (const pinned of CAN_PIN ? [true, false] : [false]) {
-    if (!['bare', 'memory', 'redis'].some((k) => [1, 64].some((c) => wanted(pinned, k, c)))) continue;
+    const kinds = ['bare', ...(pinned ? ['ceiling'] : []), 'memory', ...(HAVE_REDIS ? ['redis'] : [])];
+    if (!kinds.some((k) => [1, 64].some((c) => wanted(pinned, k, c)))) continue;
     const up = await startUpstream(pinned ? '1' : undefined);
     try {
-      for (const kind of HAVE_REDIS ? ['bare', 'memory', 'redis'] : ['bare', 'memory']) {
+      for (const kind of kinds) {
         for (const conns of [1, 64]) if (wanted(pinned, kind, conns)) cells.push(await cell(kind, pinned, conns, up));
       }
       // The baseline is measured again after the adapter cells and the faster of the two runs is
@@ -422,15 +425,27 @@ if (bare1 !== undefined && result.floor !== undefined) {
   // least the bare proxy's CPU plus the crypto floor per request.
   const ceiling = Math.round((bare1.server_cpu_us_per_req / (bare1.server_cpu_us_per_req + result.floor.floor_us)) * 100) / 100;
   result.one_core_ceiling = { bare_cpu_us_per_req: bare1.server_cpu_us_per_req, floor_us: Math.round(result.floor.floor_us * 10) / 10, max_ratio: ceiling };
+  // The same ceiling measured: the bare proxy doing the floor's work per request, over HTTP.
+  const measured = find('ceiling', true, 64);
+  if (measured !== undefined) {
+    result.one_core_ceiling.measured = {
+      ceiling_vs_bare: ratio(measured, bare1),
+      memory_vs_ceiling: ratio(find('memory', true, 64), measured),
+      redis_vs_ceiling: ratio(find('redis', true, 64), measured),
+      memory_extra_cpu_us_per_req: find('memory', true, 64) === undefined ? undefined : Math.round((find('memory', true, 64).server_cpu_us_per_req - measured.server_cpu_us_per_req) * 10) / 10,
+    };
+  }
 }
 if (result.rss !== undefined) for (const r of result.rss.runs) add(`RSS growth over ${r.seconds} s load, adapter+${r.server === 'memory' ? 'memory (excluding live jtis)' : 'Redis'}, %`, r.server === 'memory' ? r.growth_excluding_live_jtis_pct : r.growth_pct, 10, '<=', r.server === 'memory' ? `raw ${r.growth_pct} %, of which live jti state ${r.live_jti_state_mb} MB` : '');
 result.ratios = ratios;
 
-const label = { bare: 'bare undici proxy', memory: 'adapter, memory store', redis: 'adapter, Redis store' };
+const label = { bare: 'bare undici proxy', ceiling: 'bare proxy + crypto floor (the ceiling)', memory: 'adapter, memory store', redis: 'adapter, Redis store' };
 const rows = (result.cells ?? []).map((c) => `| ${c.pinned ? 'one core' : 'unpinned'} | ${label[c.server]}${c.workers > 1 ? ` (${c.workers} workers)` : ''}${c.baseline_runs ? ` (faster of 2 runs: ${c.baseline_runs.map((x) => x.toLocaleString('en-US')).join(' / ')} req/s)` : ''} | ${c.connections} | ${c.req_per_s.toLocaleString('en-US')} | ${c.p50_ms.toFixed(2)} | ${c.p99_ms.toFixed(2)} | ${c.server_cpu_us_per_req}${c.redis_cpu_us_per_req !== undefined ? ` (+${c.redis_cpu_us_per_req} redis)` : ''} | ${c.server_cpu_cores} | ${c.rss_mb} | ${c.non2xx}${c.valid ? '' : ' INVALID'} | ${c.other_load_cores ?? ''}${c.noisy ? ' (noisy)' : ''} |`);
 let md = `| run | server | c | req/s | p50 ms | p99 ms | server CPU µs/req | server cores busy | RSS MB | non-2xx | other tenants' load, cores |\n|---|---|---|---|---|---|---|---|---|---|---|\n${rows.join('\n')}\n\n`;
 md += `| target | measured | target | |\n|---|---|---|---|\n${ratios.map((r) => `| ${r.name} | ${r.value}${r.note ? ` (${r.note})` : ''} | ${r.cmp === '>=' ? '≥' : '≤'} ${r.target} | ${r.met ? 'met' : 'NOT met'} |`).join('\n')}\n`;
 if (result.one_core_ceiling !== undefined) md += `\nOne-core ceiling for any verifying proxy: bare proxy ${result.one_core_ceiling.bare_cpu_us_per_req} µs/req + crypto floor ${result.one_core_ceiling.floor_us} µs/req (${result.floor.backend}) → at most ${result.one_core_ceiling.max_ratio}× the bare proxy.\n`;
+const m = result.one_core_ceiling?.measured;
+if (m !== undefined) md += `Measured (one core, c=64): the bare proxy doing the crypto floor per request runs at ${m.ceiling_vs_bare}× the bare proxy; the adapter runs at ${m.memory_vs_ceiling}× that ceiling with the memory store${m.redis_vs_ceiling !== undefined ? ` and ${m.redis_vs_ceiling}× with Redis` : ''} (${m.memory_extra_cpu_us_per_req} µs/req of CPU above it with the memory store).\n`;
 md += `\n${machine.cpu}, ${machine.cores} cores, ${machine.mem_gb} GB, Linux ${machine.kernel}, Node ${machine.node}, ${machine.wrk}, libsodium ${machine.sodium ? 'yes' : 'no'}; ${SECONDS} s per cell after ${WARMUP_SECONDS} s warm-up; ${result.when}.\n`;
 console.log(md);
 if (ONLY !== undefined) {
