@@ -9,6 +9,7 @@
 // the HTTP parser and undici, the same work costs this VM ~25 % more CPU per request.
 import { createServer } from 'node:http';
 import { Pool } from 'undici';
+import { setImmediate } from 'node:timers';
 
 const [port, upstream, mode] = [Number(process.argv[2]), process.argv[3], process.argv[4]];
 const floorOne = mode === 'floor' ? (await import('./floor-work.mjs')).floorWork().one : undefined;
