@@ -164,7 +164,7 @@ async function startBare(cpuList, upstream, mode = 'bare') {
 async function startAdapter(cpuList, upstream, replay, workers, env) {
   const port = await freePort();
   const admin = await freePort();
-  const args = [BIN, 'adapter', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--upstream', upstream, '--replay', replay, '--workers', String(workers), '--log-level', 'warn', '--audit-log', join(env.dir, 'audit.jsonl'), '--bundle', env.tm, '--policy-bundle', env.pb, '--bundle-signature-public-key', env.signing];
+  const args = [BIN, 'adapter', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--upstream', upstream, '--replay', replay, '--workers', String(workers), '--log-level', 'warn', '--audit-log', join(env.dir, 'log', 'audit.jsonl'), '--bundle', env.tm, '--policy-bundle', env.pb, '--bundle-signature-public-key', env.signing];
   const nodeArgs = process.env.BENCH_HTTP_ADAPTER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   const c = launch(cpuList, process.execPath, [...nodeArgs, ...args]);
   await waitFor(c, 'adapter', () => c.errors().includes('listening on'));
@@ -190,6 +190,9 @@ function runWrk(cpuList, url, conns, seconds, file, first, count) {
 // ---------------------------------------------------------------------------------- setup
 const dir = mkdtempSync(join(tmpdir(), 'tp-bench-http-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+// Audit events go to their own directory, as in a deployment (bundles from a ConfigMap mount,
+// logs elsewhere): the kernel reports every append to a directory's watchers.
+mkdirSync(join(dir, 'log'));
 const bundleSigner = core.generatePrivateKey();
 const callerSeed = randomBytes(32);
 const caller = core.privateKeyFromSeed(callerSeed);
@@ -243,7 +246,7 @@ async function startServer(kind, pinned, upstream) {
 async function stopServer(s) {
   await stop(s.server.child);
   if (s.redis !== undefined) await stop(s.redis.child);
-  rmSync(join(dir, 'audit.jsonl'), { force: true });
+  rmSync(join(dir, 'log', 'audit.jsonl'), { force: true });
 }
 
 /**

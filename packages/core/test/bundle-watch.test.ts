@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { concernsBundle } from '../src/bundle/watch.js';
 import { BundleWatcher, ManualClock, MemoryReplayStore, Verifier, type BundleLoadedEvent, type BundleRejectedEvent, type BundleWatcherOptions } from '../src/index.js';
 import { T0, makeRequest } from './helpers.js';
 import { ROTATED_KID, pairTexts, rotatedSigner, tempDir, trustedKeys, writePair } from './bundle-helpers.js';
@@ -159,4 +161,79 @@ test('BundleWatcher: fs.watch on the directory picks up an atomic replacement wi
   clearTimeout(timer);
   assert.equal(event?.policyVersion, 2, 'the directory watch saw the new pair');
   assert.ok(Date.now() - started < 1000);
+});
+
+/** Resolves with the watcher's next 'loaded' event, or undefined after `ms` (a referenced timer keeps the loop alive). */
+function nextLoaded(w: BundleWatcher, ms: number): Promise<BundleLoadedEvent | undefined> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(undefined), ms);
+    w.once('loaded', (e: BundleLoadedEvent) => {
+      clearTimeout(timer);
+      resolve(e);
+    });
+  });
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('BundleWatcher: other files in the bundle directory (an audit log appended per request) do not trigger checks; the bundle files do', async (t) => {
+  const dir = tempDir(t);
+  const files = writePair(dir, pairTexts({ version: 1 }));
+  const clock = new ManualClock(T0);
+  const w = new BundleWatcher({ trustMaterialFile: files.trustFile, policyBundleFile: files.bundleFile, trustMaterialKeys: trustedKeys(), policyBundleKeys: trustedKeys(), clock, pollIntervalMs: 0, debounceMs: 5 });
+  t.after(() => w.close());
+  w.start();
+  assert.equal(w.current()?.confirmedAtMs, T0);
+  // A check that finds the pair unchanged confirms it at the clock's time: confirmedAtMs moving
+  // is how a check is seen here.
+  clock.advance(1000);
+  const audit = path.join(dir, 'audit.jsonl');
+  for (let i = 0; i < 20; i++) {
+    appendFileSync(audit, `{"n":${i}}\n`);
+    await sleep(2);
+  }
+  writeFileSync(path.join(dir, 'notes.txt'), 'unrelated');
+  await sleep(150);
+  assert.equal(w.current()?.confirmedAtMs, T0, 'no check ran for files that are not the pair');
+  // Touching a bundle file (same content) does run a check, which confirms the pair.
+  writeFileSync(files.bundleFile, readFileSync(files.bundleFile));
+  const deadline = Date.now() + 2000;
+  while (w.current()?.confirmedAtMs === T0 && Date.now() < deadline) await sleep(10);
+  assert.equal(w.current()?.confirmedAtMs, T0 + 1000, 'a write to a bundle file ran a check');
+});
+
+test('BundleWatcher: a Kubernetes ConfigMap update (the ..data symlink swapped to a new timestamped directory) is picked up by the directory watch', async (t) => {
+  const dir = tempDir(t);
+  const v1 = pairTexts({ version: 1 });
+  mkdirSync(path.join(dir, '..2026_11_23_09_00_00.1'));
+  writeFileSync(path.join(dir, '..2026_11_23_09_00_00.1', 'tm.json'), v1.trust);
+  writeFileSync(path.join(dir, '..2026_11_23_09_00_00.1', 'pb.json'), v1.bundle);
+  symlinkSync('..2026_11_23_09_00_00.1', path.join(dir, '..data'));
+  symlinkSync('..data/tm.json', path.join(dir, 'tm.json'));
+  symlinkSync('..data/pb.json', path.join(dir, 'pb.json'));
+  const w = new BundleWatcher({ trustMaterialFile: path.join(dir, 'tm.json'), policyBundleFile: path.join(dir, 'pb.json'), trustMaterialKeys: trustedKeys(), policyBundleKeys: trustedKeys(), pollIntervalMs: 60_000 });
+  t.after(() => w.close());
+  assert.equal(w.start(), true);
+  assert.equal(w.current()?.policy.policyVersion, 1);
+  // What the kubelet's atomic writer does: a new directory, a ..data_tmp link to it, renamed over ..data.
+  const seen = nextLoaded(w, 2000);
+  const v2 = pairTexts({ version: 2 });
+  mkdirSync(path.join(dir, '..2026_11_23_09_05_00.2'));
+  writeFileSync(path.join(dir, '..2026_11_23_09_05_00.2', 'tm.json'), v2.trust);
+  writeFileSync(path.join(dir, '..2026_11_23_09_05_00.2', 'pb.json'), v2.bundle);
+  symlinkSync('..2026_11_23_09_05_00.2', path.join(dir, '..data_tmp'));
+  renameSync(path.join(dir, '..data_tmp'), path.join(dir, '..data'));
+  const event = await seen;
+  assert.equal(event?.policyVersion, 2, 'the swap was seen without waiting for the 60 s poll');
+});
+
+test('concernsBundle: the names that make the directory watch check the pair', () => {
+  const names = new Set(['tm.json', 'pb.json']);
+  assert.equal(concernsBundle('tm.json', names), true);
+  assert.equal(concernsBundle(Buffer.from('pb.json'), names), true);
+  assert.equal(concernsBundle('..data', names), true);
+  assert.equal(concernsBundle('..2026_11_23_09_05_00.2', names), true);
+  assert.equal(concernsBundle(null, names), true, 'no name given: check');
+  assert.equal(concernsBundle('audit.jsonl', names), false);
+  assert.equal(concernsBundle('tm.json.swp', names), false);
+  assert.equal(concernsBundle('.tm.json.tmp', names), false);
 });

@@ -2,7 +2,10 @@
  * Hot reload (SPEC §4): a `PolicyProvider` backed by the two files on disk. It loads the pair
  * at start, watches the files' DIRECTORIES (Kubernetes ConfigMap updates swap a symlink, which
  * a watch on the file itself would miss) and polls them (default every second), and reloads on
- * any change and on `reload()` (SIGHUP). A new pair is read whole, signature-checked,
+ * any change and on `reload()` (SIGHUP). A directory event counts only when it names one of the
+ * two files or a `..`-prefixed entry (the ConfigMap writer's `..data` symlink and timestamped
+ * directories): other files in the same directory — an audit log appended on every request,
+ * say — do not make the watcher stat the pair again. A new pair is read whole, signature-checked,
  * validated and compiled, then swapped in as one snapshot. A bad, truncated, unsigned,
  * mismatched or rolled-back pair (a lower `policy_version`, or the same version with other
  * content) is refused: the last good pair keeps serving, and a `rejected` event says why.
@@ -62,6 +65,17 @@ function statKey(file: string): string {
   }
 }
 
+/**
+ * Whether a directory event may concern the bundle files: it names one of them, or a
+ * `..`-prefixed entry (Kubernetes' atomic writer swaps `..data` and its timestamped
+ * directories), or names nothing (some platforms do not say).
+ */
+export function concernsBundle(name: string | Buffer | null | undefined, names: ReadonlySet<string>): boolean {
+  if (name === null || name === undefined) return true;
+  const n = typeof name === 'string' ? name : name.toString('utf8');
+  return names.has(n) || n.startsWith('..');
+}
+
 export class BundleWatcher extends EventEmitter implements PolicyProvider {
   private readonly opts: BundleWatcherOptions;
   private readonly clock: Clock;
@@ -106,10 +120,19 @@ export class BundleWatcher extends EventEmitter implements PolicyProvider {
     this.started = true;
     this.check(true);
     if (this.opts.watchDirectories !== false) {
-      const dirs = new Set([path.dirname(path.resolve(this.opts.trustMaterialFile)), path.dirname(path.resolve(this.opts.policyBundleFile))]);
-      for (const dir of dirs) {
+      // Each watched directory, with the names in it that matter.
+      const dirs = new Map<string, Set<string>>();
+      for (const file of [this.opts.trustMaterialFile, this.opts.policyBundleFile]) {
+        const abs = path.resolve(file);
+        const names = dirs.get(path.dirname(abs)) ?? new Set<string>();
+        names.add(path.basename(abs));
+        dirs.set(path.dirname(abs), names);
+      }
+      for (const [dir, names] of dirs) {
         try {
-          const w = watch(dir, { persistent: false }, () => this.schedule());
+          const w = watch(dir, { persistent: false }, (_event, name) => {
+            if (concernsBundle(name, names)) this.schedule();
+          });
           // Watching is an accelerator; the poll is the guarantee. A watch error ends the watch.
           w.on('error', () => w.close());
           this.watchers.push(w);
