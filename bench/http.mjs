@@ -15,7 +15,7 @@
 // comes from /proc/<pid>/stat (utime+stime, summed over the adapter's primary and workers),
 // RSS from /proc/<pid>/status VmRSS (summed). A cell with non-2xx > 0.1 % is marked invalid.
 //
-//   npm run bench:http               the matrix (~4 min) → bench/results/http.{json,md}
+//   npm run bench:http               the matrix (~7–8 min) → bench/results/http.{json,md}
 //   npm run bench:http -- --rss      RSS over a 60 s load (memory and Redis stores), merged in
 // Env: BENCH_HTTP_SECONDS (10), BENCH_HTTP_WARMUP_SECONDS (2), BENCH_HTTP_REQUESTS (70000).
 // For investigating one cell: BENCH_HTTP_ONLY=pinned:memory:64,pinned:bare:64 runs only those
@@ -161,11 +161,11 @@ async function startBare(cpuList, upstream, mode = 'bare') {
   return { child: c, url, pids: () => [c.pid] };
 }
 
-async function startAdapter(cpuList, upstream, replay, workers, env) {
+async function startAdapter(cpuList, upstream, replay, workers, env, extraNodeArgs = []) {
   const port = await freePort();
   const admin = await freePort();
   const args = [BIN, 'adapter', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--upstream', upstream, '--replay', replay, '--workers', String(workers), '--log-level', 'warn', '--audit-log', join(env.dir, 'log', 'audit.jsonl'), '--bundle', env.tm, '--policy-bundle', env.pb, '--bundle-signature-public-key', env.signing];
-  const nodeArgs = process.env.BENCH_HTTP_ADAPTER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const nodeArgs = [...extraNodeArgs, ...(process.env.BENCH_HTTP_ADAPTER_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
   const c = launch(cpuList, process.execPath, [...nodeArgs, ...args]);
   await waitFor(c, 'adapter', () => c.errors().includes('listening on'));
   const deadline = Date.now() + 15_000;
@@ -233,13 +233,13 @@ say(`  signed in ${((Date.now() - tSign) / 1000).toFixed(1)} s`);
 const signedAt = Date.now();
 
 // ---------------------------------------------------------------------------------- one cell
-async function startServer(kind, pinned, upstream) {
+async function startServer(kind, pinned, upstream, extraNodeArgs = []) {
   const cpu = pinned ? '0' : undefined;
   const infra = pinned ? '1' : undefined;
   let redis;
   if (kind === 'redis') redis = await startRedis(infra, dir);
   const workers = pinned ? 1 : 'auto';
-  const server = kind === 'bare' || kind === 'ceiling' ? await startBare(cpu, upstream, kind) : await startAdapter(cpu, upstream, kind === 'memory' ? 'memory' : redis.url, workers, env);
+  const server = kind === 'bare' || kind === 'ceiling' ? await startBare(cpu, upstream, kind) : await startAdapter(cpu, upstream, kind === 'memory' ? 'memory' : redis.url, workers, env, extraNodeArgs);
   return { server, redis, workers: kind === 'bare' || kind === 'ceiling' ? 1 : pinned ? 1 : CORES };
 }
 
@@ -322,7 +322,9 @@ async function measureCell(kind, pinned, conns, upstream) {
 
 // ---------------------------------------------------------------------------------- RSS run
 async function rssRun(kind, upstream) {
-  const s = await startServer(kind, true, upstream);
+  // --trace-gc: V8 prints each major GC's heap before -> after; "after" is the live heap, the
+  // figure that tells a leak (it climbs from one major GC to the next) from heap sizing.
+  const s = await startServer(kind, true, upstream, ['--trace-gc']);
   try {
     const pids = s.server.pids();
     const samples = [];
@@ -341,7 +343,9 @@ async function rssRun(kind, upstream) {
     const liveJtiMb = kind === 'memory' && perEntry !== undefined ? Math.round(((w.requests * (last.t_s - first.t_s)) / RSS_SECONDS) * perEntry / 2 ** 20 * 10) / 10 : 0;
     const growth = (last.rss_mb - first.rss_mb) / first.rss_mb;
     const growthNet = (last.rss_mb - liveJtiMb - first.rss_mb) / first.rss_mb;
-    const r = { server: kind, seconds: RSS_SECONDS, requests: w.requests, req_per_s: Math.round(w.requests / (w.duration_us / 1e6)), non2xx: w.non2xx, slice_wrapped: w.wrapped, samples, growth_pct: Math.round(growth * 1000) / 10, live_jti_state_mb: liveJtiMb, growth_excluding_live_jtis_pct: Math.round(growthNet * 1000) / 10 };
+    const majorGcs = [...s.server.child.output().matchAll(/\s(\d+) ms: Mark-Compact [\d.]+ \([\d.]+\) -> ([\d.]+) \([\d.]+\) MB/g)].map((m) => ({ t_s: Math.round(Number(m[1]) / 100) / 10, live_heap_mb: Number(m[2]) }));
+    const r = { server: kind, seconds: RSS_SECONDS, requests: w.requests, live_heap_after_major_gc: majorGcs, req_per_s: Math.round(w.requests / (w.duration_us / 1e6)), non2xx: w.non2xx, slice_wrapped: w.wrapped, samples, growth_pct: Math.round(growth * 1000) / 10, live_jti_state_mb: liveJtiMb, growth_excluding_live_jtis_pct: Math.round(growthNet * 1000) / 10 };
+    say(`  ${kind}: live heap after each major GC (process time s: MB): ${majorGcs.map((g) => `${g.t_s}: ${g.live_heap_mb}`).join(', ') || 'none'}`);
     say(`  RSS ${kind}: ${first.rss_mb} → ${last.rss_mb} MB over ${RSS_SECONDS} s (${r.growth_pct} %; live jti state ${liveJtiMb} MB; excluding it ${r.growth_excluding_live_jtis_pct} %), ${w.requests} requests, non-2xx ${w.non2xx}`);
     return r;
   } finally {
@@ -439,7 +443,7 @@ if (bare1 !== undefined && result.floor !== undefined) {
     };
   }
 }
-if (result.rss !== undefined) for (const r of result.rss.runs) add(`RSS growth over ${r.seconds} s load, adapter+${r.server === 'memory' ? 'memory (excluding live jtis)' : 'Redis'}, %`, r.server === 'memory' ? r.growth_excluding_live_jtis_pct : r.growth_pct, 10, '<=', r.server === 'memory' ? `raw ${r.growth_pct} %, of which live jti state ${r.live_jti_state_mb} MB` : '');
+if (result.rss !== undefined) for (const r of result.rss.runs) add(`RSS growth over ${r.seconds} s load, adapter+${r.server === 'memory' ? 'memory (excluding live jtis)' : 'Redis'}, %`, r.server === 'memory' ? r.growth_excluding_live_jtis_pct : r.growth_pct, 10, '<=', [r.server === 'memory' ? `raw ${r.growth_pct} %, of which live jti state ${r.live_jti_state_mb} MB` : '', r.live_heap_after_major_gc === undefined ? '' : `live heap after each major GC: ${r.live_heap_after_major_gc.map((g) => `${g.live_heap_mb} MB at ${g.t_s} s`).join(', ') || 'no major GC in the run'}`].filter(Boolean).join('; '));
 result.ratios = ratios;
 
 const label = { bare: 'bare undici proxy', ceiling: 'bare proxy + crypto floor (the ceiling)', memory: 'adapter, memory store', redis: 'adapter, Redis store' };
