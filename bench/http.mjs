@@ -344,7 +344,7 @@ async function rssRun(kind, upstream) {
     const growth = (last.rss_mb - first.rss_mb) / first.rss_mb;
     const growthNet = (last.rss_mb - liveJtiMb - first.rss_mb) / first.rss_mb;
     const majorGcs = [...s.server.child.output().matchAll(/\s(\d+) ms: Mark-Compact [\d.]+ \([\d.]+\) -> ([\d.]+) \([\d.]+\) MB/g)].map((m) => ({ t_s: Math.round(Number(m[1]) / 100) / 10, live_heap_mb: Number(m[2]) }));
-    const r = { server: kind, seconds: RSS_SECONDS, requests: w.requests, live_heap_after_major_gc: majorGcs, req_per_s: Math.round(w.requests / (w.duration_us / 1e6)), non2xx: w.non2xx, slice_wrapped: w.wrapped, samples, growth_pct: Math.round(growth * 1000) / 10, live_jti_state_mb: liveJtiMb, growth_excluding_live_jtis_pct: Math.round(growthNet * 1000) / 10 };
+    const r = { server: kind, seconds: RSS_SECONDS, requests: w.requests, live_heap_after_major_gc: majorGcs, req_per_s: Math.round(w.requests / (w.duration_us / 1e6)), non2xx: w.non2xx, slice_wrapped: w.wrapped, samples, growth_pct: Math.round(growth * 10000) / 100, live_jti_state_mb: liveJtiMb, growth_excluding_live_jtis_pct: Math.round(growthNet * 10000) / 100 };
     say(`  ${kind}: live heap after each major GC (process time s: MB): ${majorGcs.map((g) => `${g.t_s}: ${g.live_heap_mb}`).join(', ') || 'none'}`);
     say(`  RSS ${kind}: ${first.rss_mb} → ${last.rss_mb} MB over ${RSS_SECONDS} s (${r.growth_pct} %; live jti state ${liveJtiMb} MB; excluding it ${r.growth_excluding_live_jtis_pct} %), ${w.requests} requests, non-2xx ${w.non2xx}`);
     return r;
@@ -412,8 +412,11 @@ if (RSS_MODE) {
 // ---------------------------------------------------------------------------------- report
 const find = (server, pinned, c) => result.cells?.find((x) => x.server === server && x.pinned === pinned && x.connections === c);
 const ratios = [];
-const add = (name, value, target, cmp, note = '') => value !== undefined && ratios.push({ name, value, target, met: cmp === '>=' ? value >= target : value <= target, cmp, note });
-const ratio = (a, b) => (a === undefined || b === undefined ? undefined : Math.round((a.req_per_s / b.req_per_s) * 100) / 100);
+// Judged on the unrounded value, reported to three decimals (rounded to two, 0.347× would read
+// as a met "0.35×").
+const add = (name, value, target, cmp, note = '') => value !== undefined && ratios.push({ name, value: Math.round(value * 1000) / 1000, target, met: cmp === '>=' ? value >= target : value <= target, cmp, note });
+const ratio = (a, b) => (a === undefined || b === undefined ? undefined : a.req_per_s / b.req_per_s);
+const r3 = (x) => (x === undefined ? undefined : Math.round(x * 1000) / 1000);
 const bare1 = find('bare', true, 64);
 add('adapter+memory / bare proxy, one core, c=64', ratio(find('memory', true, 64), bare1), 0.4, '>=');
 add('adapter+Redis / bare proxy, one core, c=64', ratio(find('redis', true, 64), bare1), 0.35, '>=');
@@ -436,9 +439,9 @@ if (bare1 !== undefined && result.floor !== undefined) {
   const measured = find('ceiling', true, 64);
   if (measured !== undefined) {
     result.one_core_ceiling.measured = {
-      ceiling_vs_bare: ratio(measured, bare1),
-      memory_vs_ceiling: ratio(find('memory', true, 64), measured),
-      redis_vs_ceiling: ratio(find('redis', true, 64), measured),
+      ceiling_vs_bare: r3(ratio(measured, bare1)),
+      memory_vs_ceiling: r3(ratio(find('memory', true, 64), measured)),
+      redis_vs_ceiling: r3(ratio(find('redis', true, 64), measured)),
       memory_extra_cpu_us_per_req: find('memory', true, 64) === undefined ? undefined : Math.round((find('memory', true, 64).server_cpu_us_per_req - measured.server_cpu_us_per_req) * 10) / 10,
     };
   }
