@@ -1,13 +1,12 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { encodeBase64url, privateKeyFromSeed } from '@trustplane/core';
-import { makeRequest, startEchoUpstream, startRedis, redisAvailable, freePort } from '@trustplane/testkit';
-import { runBin, binPath, BUNDLE_SIGNING, writeSignedBundles } from './helpers.js';
+import { makeRequest, startEchoUpstream, startRedis, redisAvailable } from '@trustplane/testkit';
+import { runBin, BUNDLE_SIGNING, writeSignedBundles, spawnAdapter, stopWithSigterm } from './helpers.js';
 
 const SIGNING = BUNDLE_SIGNING;
 const writeBundles = writeSignedBundles;
@@ -46,21 +45,6 @@ test('adapter configuration errors stop startup with one clear line (exit 2)', a
   }
 });
 
-async function spawnAdapter(args: string[], env: Record<string, string> = {}): Promise<{ child: ChildProcess; url: string; admin: string }> {
-  const port = await freePort();
-  const adminPort = await freePort();
-  const child = spawn(process.execPath, [binPath, 'adapter', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`, '--audit-log', 'off', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-  await new Promise<void>((resolve, reject) => {
-    let err = '';
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-      if (err.includes('listening on')) resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`adapter exited ${code}: ${err}`)));
-  });
-  return { child, url: `http://127.0.0.1:${port}`, admin: `http://127.0.0.1:${adminPort}` };
-}
-
 test('--replay-max-entries bounds the memory store: when it is full a new jti gets 503 replay_store_full and is not forwarded; a replay is still a replay', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tp-adapter-cli-'));
   const upstream = await startEchoUpstream();
@@ -79,9 +63,7 @@ test('--replay-max-entries bounds the memory store: when it is full a new jti ge
       assert.deepEqual(await send(r1!), { status: 403, body: '{"allowed":false,"reason":"jti_replay"}' });
       assert.equal(upstream.requests.length, 2);
     } finally {
-      const exited = new Promise<number | null>((r) => a.child.once('exit', r));
-      a.child.kill('SIGTERM');
-      assert.equal(await exited, 0);
+      assert.equal(await stopWithSigterm(a), 0);
     }
   } finally {
     await upstream.close();
@@ -111,11 +93,7 @@ test('two adapter processes sharing one real Redis: concurrent copies of one req
       assert.equal(ready.statusCode, 200);
       await ready.body.dump();
     } finally {
-      for (const p of [a, b]) {
-        const exited = new Promise<number | null>((r) => p.child.once('exit', r));
-        p.child.kill('SIGTERM');
-        assert.equal(await exited, 0);
-      }
+      for (const p of [a, b]) assert.equal(await stopWithSigterm(p), 0);
     }
   } finally {
     await upstream.close();

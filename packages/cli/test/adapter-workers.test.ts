@@ -1,38 +1,14 @@
 import { describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { makeRequest, startEchoUpstream, startRedis, redisAvailable, freePort } from '@trustplane/testkit';
-import { binPath, run, BUNDLE_SIGNING, writeSignedBundles } from './helpers.js';
+import { makeRequest, startEchoUpstream, startRedis, redisAvailable } from '@trustplane/testkit';
+import { run, BUNDLE_SIGNING, writeSignedBundles, spawnAdapter, stopWithSigterm } from './helpers.js';
 
 const SIGNING = BUNDLE_SIGNING;
 const writeBundles = writeSignedBundles;
-
-interface Spawned {
-  child: ChildProcess;
-  url: string;
-  admin: string;
-  stderr: () => string;
-}
-
-async function spawnAdapter(args: string[], env: Record<string, string> = {}): Promise<Spawned> {
-  const port = await freePort();
-  const adminPort = await freePort();
-  const child = spawn(process.execPath, [binPath, 'adapter', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`, '--audit-log', 'off', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  await new Promise<void>((resolve, reject) => {
-    const onData = () => {
-      if (err.includes('trustplane adapter: listening on')) resolve();
-    };
-    child.stderr.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`adapter exited ${code}: ${err}`)));
-  });
-  return { child, url: `http://127.0.0.1:${port}`, admin: `http://127.0.0.1:${adminPort}`, stderr: () => err };
-}
 
 /** PIDs of the direct children of `pid` (the workers of a primary). */
 function childPids(pid: number): number[] {
@@ -42,12 +18,6 @@ function childPids(pid: number): number[] {
 async function get(url: string): Promise<{ status: number; body: string }> {
   const res = await request(url);
   return { status: res.statusCode, body: await res.body.text() };
-}
-
-async function stopWithSigterm(p: Spawned): Promise<number | null> {
-  const exited = new Promise<number | null>((r) => p.child.once('exit', r));
-  p.child.kill('SIGTERM');
-  return exited;
 }
 
 describe('adapter --workers (real processes, run side by side)', { concurrency: true }, () => {

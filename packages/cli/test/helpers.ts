@@ -1,12 +1,12 @@
 /** Test helpers: run the CLI in-process or as the real bin, temp dirs, a ready key file. */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
 import { encodeBase64url, formatPrivateKey, privateKeyFromSeed, signDocument, type Ed25519PrivateKey } from '@trustplane/core';
-import { policyBundle, trustMaterial } from '@trustplane/testkit';
+import { freePort, policyBundle, trustMaterial } from '@trustplane/testkit';
 import { main } from '../src/main.js';
 
 /** Repository root (tests run from packages/cli/dist/test). */
@@ -107,4 +107,36 @@ export function writeSignedBundles(dir: string): { tm: string; pb: string } {
   writeFileSync(tm, JSON.stringify(signDocument(trustMaterial(), bundleSigner, { kid: 'bundles-1', signerIssuer: 'test' })));
   writeFileSync(pb, JSON.stringify(signDocument(policyBundle(), bundleSigner, { kid: 'bundles-1', signerIssuer: 'test' })));
   return { tm, pb };
+}
+
+/** A `trustplane adapter` process of the real bin, on free loopback ports, audit off. */
+export interface SpawnedAdapter {
+  child: ChildProcess;
+  url: string;
+  admin: string;
+  stderr: () => string;
+}
+
+/** Start the adapter bin with `args` and `env`; resolves once it says it is listening. */
+export async function spawnAdapter(args: readonly string[], env: Record<string, string> = {}): Promise<SpawnedAdapter> {
+  const port = await freePort();
+  const adminPort = await freePort();
+  const child = spawn(process.execPath, [binPath, 'adapter', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`, '--audit-log', 'off', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  await new Promise<void>((resolve, reject) => {
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      // The CLI's own line: a structured log line may say "listening" earlier.
+      if (err.includes('trustplane adapter: listening on')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`adapter exited ${code}: ${err}`)));
+  });
+  return { child, url: `http://127.0.0.1:${port}`, admin: `http://127.0.0.1:${adminPort}`, stderr: () => err };
+}
+
+/** SIGTERM the process; resolves with its exit code. */
+export function stopWithSigterm(p: { child: ChildProcess }): Promise<number | null> {
+  const exited = new Promise<number | null>((r) => p.child.once('exit', r));
+  p.child.kill('SIGTERM');
+  return exited;
 }
