@@ -122,16 +122,24 @@ export async function spawnAdapter(args: readonly string[], env: Record<string, 
   const port = await freePort();
   const adminPort = await freePort();
   const child = spawn(process.execPath, [binPath, 'adapter', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`, '--audit-log', 'off', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  // The CLI's own line: a structured log line may say "listening" earlier.
+  const stderr = await stderrUntil(child, 'trustplane adapter: listening on', 'adapter');
+  return { child, url: `http://127.0.0.1:${port}`, admin: `http://127.0.0.1:${adminPort}`, stderr };
+}
+
+/**
+ * Collect a spawned process's stderr (stdio[2] 'pipe'); resolves once it contains `needle`, with
+ * a reader of everything collected so far; rejects if the process exits first.
+ */
+export function stderrUntil(child: ChildProcess, needle: string, what: string): Promise<() => string> {
   let err = '';
-  await new Promise<void>((resolve, reject) => {
-    child.stderr.on('data', (d: Buffer) => {
+  return new Promise((resolve, reject) => {
+    child.stderr!.on('data', (d: Buffer) => {
       err += d.toString();
-      // The CLI's own line: a structured log line may say "listening" earlier.
-      if (err.includes('trustplane adapter: listening on')) resolve();
+      if (err.includes(needle)) resolve(() => err);
     });
-    child.once('exit', (code) => reject(new Error(`adapter exited ${code}: ${err}`)));
+    child.once('exit', (code) => reject(new Error(`${what} exited ${code}: ${err}`)));
   });
-  return { child, url: `http://127.0.0.1:${port}`, admin: `http://127.0.0.1:${adminPort}`, stderr: () => err };
 }
 
 /** SIGTERM the process; resolves with its exit code. */

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { encodeBase64url, privateKeyFromSeed, signDocument } from '@trustplane/core';
 import { trustMaterial, policyBundle, makeRequest, freePort } from '@trustplane/testkit';
-import { runBin, tempDir } from './helpers.js';
+import { runBin, stderrUntil, tempDir } from './helpers.js';
 
 const signer = privateKeyFromSeed(Buffer.alloc(32, 78));
 const verifierBin = fileURLToPath(new URL('../../bin/trustplane-verifier.js', import.meta.url));
@@ -25,15 +25,8 @@ test('trustplane-verifier: Envoy and NGINX conventions, admin endpoints, config 
   writeFileSync(config, JSON.stringify({ bundle: tm, policy_bundle: pb, bundle_signature_public_keys: [`b1=${encodeBase64url(signer.publicKey)}`], trust_forwarded_headers: true, audit_log: 'off' }));
   const child = spawn(process.execPath, [verifierBin, '--config', config, '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`], { stdio: ['ignore', 'ignore', 'pipe'] });
   t.after(() => child.kill('SIGKILL'));
-  let stderr = '';
-  await new Promise<void>((resolve, reject) => {
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      if (stderr.includes('listening on')) resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`verifier exited ${code}: ${stderr}`)));
-  });
-  assert.match(stderr, /conventions: nginx, traefik, envoy \/ext_authz/);
+  const stderr = await stderrUntil(child, 'listening on', 'verifier');
+  assert.match(stderr(), /conventions: nginx, traefik, envoy \/ext_authz/);
   const base = `http://127.0.0.1:${port}`;
 
   // Envoy: the original path after the prefix, the original headers as-is.
@@ -63,7 +56,7 @@ test('trustplane-verifier: Envoy and NGINX conventions, admin endpoints, config 
 
   child.kill('SIGTERM');
   const code = await new Promise<number | null>((r) => child.once('exit', r));
-  assert.equal(code, 0, stderr);
+  assert.equal(code, 0, stderr());
 });
 
 test('trustplane verifier: configuration errors are one clear line (exit 2)', async (t) => {
