@@ -6,16 +6,19 @@
 // request with its own passport and jti (pre-signed: wrk cannot sign; bench/lib/signed-requests.*).
 //
 // Cells: {bare proxy, adapter + memory store, adapter + Redis} × {c=1, c=64} × {pinned, unpinned};
-// the bare proxy cells run twice (first and last) and the faster run is the baseline. Pinned
-// only: the measured ceiling — the bare proxy doing the crypto floor (2 Ed25519 verifies + the
-// SHA-256s) per request, i.e. what any verifying proxy costs at the very least.
+// the bare proxy cells run twice (first and last) and the faster run is the baseline. The
+// measured ceilings: the bare proxy doing the crypto floor (2 Ed25519 verifies + the SHA-256s)
+// per request, i.e. what any verifying proxy costs at the very least (pinned c=1 and c=64,
+// unpinned c=1); and at c=1 the same plus one consume round trip per request before forwarding
+// — a Redis `SET NX`, or (unpinned) a question to a parent process as the adapter's workers ask
+// their primary for the in-memory store: the least such a proxy adds to a request's latency.
 // Pinned: the proxy/adapter on core 0 (`taskset -c 0`, one adapter process); wrk, the upstream
 // and redis-server on core 1. Unpinned: nothing pinned, the adapter with --workers auto.
 // Each cell gets fresh server processes, a warm-up, then a measured run. Server CPU µs/request
 // comes from /proc/<pid>/stat (utime+stime, summed over the adapter's primary and workers),
 // RSS from /proc/<pid>/status VmRSS (summed). A cell with non-2xx > 0.1 % is marked invalid.
 //
-//   npm run bench:http               the matrix (~7–8 min) → bench/results/http.{json,md}
+//   npm run bench:http               the matrix (~8–9 min) → bench/results/http.{json,md}
 //   npm run bench:http -- --rss      RSS over a 60 s load (memory and Redis stores), merged in
 // Env: BENCH_HTTP_SECONDS (10), BENCH_HTTP_WARMUP_SECONDS (2), BENCH_HTTP_REQUESTS (70000).
 // For investigating one cell: BENCH_HTTP_ONLY=pinned:memory:64,pinned:bare:64 runs only those
@@ -154,11 +157,17 @@ async function startRedis(cpuList, dir) {
   return { child: c, url: `redis://127.0.0.1:${port}` };
 }
 
-async function startBare(cpuList, upstream, mode = 'bare') {
+/** The bare proxy and the ceilings built on it run no adapter; reusing a request slice is harmless. */
+const isBaseline = (kind) => kind === 'bare' || kind.startsWith('ceiling');
+
+async function startBare(cpuList, upstream, mode = 'bare', redisUrl = undefined) {
   const port = await freePort();
-  const c = launch(cpuList, process.execPath, [fileURLToPath(new URL('./lib/bare-proxy.mjs', import.meta.url)), String(port), upstream, ...(mode === 'ceiling' ? ['floor'] : [])]);
+  const extra = mode === 'ceiling' ? ['floor'] : mode === 'ceiling-redis' ? ['floor-redis', redisUrl] : [];
+  // ceiling-ipc: two processes, the proxy asking its parent for every consume (ipc-parent.mjs).
+  const script = mode === 'ceiling-ipc' ? './lib/ipc-parent.mjs' : './lib/bare-proxy.mjs';
+  const c = launch(cpuList, process.execPath, [fileURLToPath(new URL(script, import.meta.url)), String(port), upstream, ...extra]);
   const url = await waitFor(c, 'bare proxy', () => /READY (\S+)/.exec(c.output())?.[1]);
-  return { child: c, url, pids: () => [c.pid] };
+  return { child: c, url, pids: () => processTree(c.pid) };
 }
 
 async function startAdapter(cpuList, upstream, replay, workers, env, extraNodeArgs = []) {
@@ -237,10 +246,10 @@ async function startServer(kind, pinned, upstream, extraNodeArgs = []) {
   const cpu = pinned ? '0' : undefined;
   const infra = pinned ? '1' : undefined;
   let redis;
-  if (kind === 'redis') redis = await startRedis(infra, dir);
+  if (kind === 'redis' || kind === 'ceiling-redis') redis = await startRedis(infra, dir);
   const workers = pinned ? 1 : 'auto';
-  const server = kind === 'bare' || kind === 'ceiling' ? await startBare(cpu, upstream, kind) : await startAdapter(cpu, upstream, kind === 'memory' ? 'memory' : redis.url, workers, env, extraNodeArgs);
-  return { server, redis, workers: kind === 'bare' || kind === 'ceiling' ? 1 : pinned ? 1 : CORES };
+  const server = isBaseline(kind) ? await startBare(cpu, upstream, kind, redis?.url) : await startAdapter(cpu, upstream, kind === 'memory' ? 'memory' : redis.url, workers, env, extraNodeArgs);
+  return { server, redis, workers: isBaseline(kind) ? 1 : pinned ? 1 : CORES };
 }
 
 async function stopServer(s) {
@@ -294,7 +303,7 @@ async function measureCell(kind, pinned, conns, upstream) {
     const rate = w.requests / (w.duration_us / 1e6);
     const bad = w.non2xx + w.connect_errors + w.read_errors + w.write_errors + w.timeouts;
     // The bare proxy checks no jti, so reusing its slice is harmless; for the adapter it is a replay.
-    const valid = bad / Math.max(1, w.requests) <= INVALID_NON2XX && (kind === 'bare' || kind === 'ceiling' || w.wrapped === 0);
+    const valid = bad / Math.max(1, w.requests) <= INVALID_NON2XX && (isBaseline(kind) || w.wrapped === 0);
     const r = {
       server: kind,
       pinned,
@@ -306,7 +315,7 @@ async function measureCell(kind, pinned, conns, upstream) {
       p99_ms: w.p99_us / 1000,
       server_cpu_us_per_req: Math.round((cpuUs / Math.max(1, w.requests)) * 10) / 10,
       server_cpu_cores: Math.round((cpuUs / w.duration_us) * 100) / 100,
-      redis_cpu_us_per_req: kind === 'redis' ? Math.round((rcpuUs / Math.max(1, w.requests)) * 10) / 10 : undefined,
+      redis_cpu_us_per_req: s.redis !== undefined ? Math.round((rcpuUs / Math.max(1, w.requests)) * 10) / 10 : undefined,
       rss_mb: Math.round((rss / 2 ** 20) * 10) / 10,
       non2xx: w.non2xx,
       socket_errors: w.connect_errors + w.read_errors + w.write_errors + w.timeouts,
@@ -384,12 +393,16 @@ if (RSS_MODE) {
 } else {
   const cells = [];
   for (const pinned of CAN_PIN ? [true, false] : [false]) {
-    const kinds = ['bare', ...(pinned ? ['ceiling'] : []), 'memory', ...(HAVE_REDIS ? ['redis'] : [])];
-    if (!kinds.some((k) => [1, 64].some((c) => wanted(pinned, k, c)))) continue;
+    const kinds = ['bare', 'ceiling', ...(pinned ? [] : ['ceiling-ipc']), ...(HAVE_REDIS ? ['ceiling-redis'] : []), 'memory', ...(HAVE_REDIS ? ['redis'] : [])];
+    // The ceilings run one proxy process: unpinned they stand for one connection's path (c=1);
+    // with a consume round trip (Redis, or the parent process as the memory store's primary)
+    // they exist for the c=1 latency targets.
+    const connsOf = (kind) => (kind === 'ceiling' && pinned ? [1, 64] : kind.startsWith('ceiling') ? [1] : [1, 64]);
+    if (!kinds.some((k) => connsOf(k).some((c) => wanted(pinned, k, c)))) continue;
     const up = await startUpstream(pinned ? '1' : undefined);
     try {
       for (const kind of kinds) {
-        for (const conns of [1, 64]) if (wanted(pinned, kind, conns)) cells.push(await cell(kind, pinned, conns, up));
+        for (const conns of connsOf(kind)) if (wanted(pinned, kind, conns)) cells.push(await cell(kind, pinned, conns, up));
       }
       // The baseline is measured again after the adapter cells and the faster of the two runs is
       // kept: a disturbance (this is a shared VM) can only make a run slower, so keeping the
@@ -427,7 +440,13 @@ for (const pinned of [true, false]) {
   for (const kind of ['memory', 'redis']) {
     const a = find(kind, pinned, 1);
     const b = find('bare', pinned, 1);
-    if (a !== undefined && b !== undefined) add(`added p50 at c=1, adapter+${kind === 'memory' ? 'memory' : 'Redis'} − bare (${pinned ? 'pinned' : 'unpinned'}), ms`, Math.round((a.p50_ms - b.p50_ms) * 1000) / 1000, 0.5, '<=');
+    // What the least a verifying proxy adds at c=1 was in this run: the crypto floor, and for
+    // Redis the floor plus one SET NX round trip.
+    // Unpinned, the memory store lives in the primary: one IPC round trip per consume.
+    const leastKind = kind === 'redis' ? 'ceiling-redis' : pinned ? 'ceiling' : 'ceiling-ipc';
+    const floorOnly = find(leastKind, pinned, 1);
+    const least = floorOnly === undefined || b === undefined ? '' : `the ceiling${{ 'ceiling-redis': ' with one Redis round trip', 'ceiling-ipc': ' with one IPC round trip', ceiling: '' }[leastKind]} adds ${(floorOnly.p50_ms - b.p50_ms).toFixed(3)} ms`;
+    if (a !== undefined && b !== undefined) add(`added p50 at c=1, adapter+${kind === 'memory' ? 'memory' : 'Redis'} − bare (${pinned ? 'pinned' : 'unpinned'}), ms`, Math.round((a.p50_ms - b.p50_ms) * 1000) / 1000, 0.5, '<=', least);
   }
 }
 if (bare1 !== undefined && result.floor !== undefined) {
@@ -449,7 +468,7 @@ if (bare1 !== undefined && result.floor !== undefined) {
 if (result.rss !== undefined) for (const r of result.rss.runs) add(`RSS growth over ${r.seconds} s load, adapter+${r.server === 'memory' ? 'memory (excluding live jtis)' : 'Redis'}, %`, r.server === 'memory' ? r.growth_excluding_live_jtis_pct : r.growth_pct, 10, '<=', [r.server === 'memory' ? `raw ${r.growth_pct} %, of which live jti state ${r.live_jti_state_mb} MB` : '', r.live_heap_after_major_gc === undefined ? '' : `live heap after each major GC: ${r.live_heap_after_major_gc.map((g) => `${g.live_heap_mb} MB at ${g.t_s} s`).join(', ') || 'no major GC in the run'}`].filter(Boolean).join('; '));
 result.ratios = ratios;
 
-const label = { bare: 'bare undici proxy', ceiling: 'bare proxy + crypto floor (the ceiling)', memory: 'adapter, memory store', redis: 'adapter, Redis store' };
+const label = { bare: 'bare undici proxy', ceiling: 'bare proxy + crypto floor (the ceiling)', 'ceiling-redis': 'bare proxy + crypto floor + one Redis SET NX', 'ceiling-ipc': 'bare proxy + crypto floor + one IPC round trip to a parent process', memory: 'adapter, memory store', redis: 'adapter, Redis store' };
 const rows = (result.cells ?? []).map((c) => `| ${c.pinned ? 'one core' : 'unpinned'} | ${label[c.server]}${c.workers > 1 ? ` (${c.workers} workers)` : ''}${c.baseline_runs ? ` (faster of 2 runs: ${c.baseline_runs.map((x) => x.toLocaleString('en-US')).join(' / ')} req/s)` : ''} | ${c.connections} | ${c.req_per_s.toLocaleString('en-US')} | ${c.p50_ms.toFixed(2)} | ${c.p99_ms.toFixed(2)} | ${c.server_cpu_us_per_req}${c.redis_cpu_us_per_req !== undefined ? ` (+${c.redis_cpu_us_per_req} redis)` : ''} | ${c.server_cpu_cores} | ${c.rss_mb} | ${c.non2xx}${c.valid ? '' : ' INVALID'} | ${c.other_load_cores ?? ''}${c.noisy ? ' (noisy)' : ''} |`);
 let md = `| run | server | c | req/s | p50 ms | p99 ms | server CPU µs/req | server cores busy | RSS MB | non-2xx | other tenants' load, cores |\n|---|---|---|---|---|---|---|---|---|---|---|\n${rows.join('\n')}\n\n`;
 md += `| target | measured | target | |\n|---|---|---|---|\n${ratios.map((r) => `| ${r.name} | ${r.value}${r.note ? ` (${r.note})` : ''} | ${r.cmp === '>=' ? '≥' : '≤'} ${r.target} | ${r.met ? 'met' : 'NOT met'} |`).join('\n')}\n`;
