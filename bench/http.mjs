@@ -440,9 +440,8 @@ for (const pinned of [true, false]) {
   for (const kind of ['memory', 'redis']) {
     const a = find(kind, pinned, 1);
     const b = find('bare', pinned, 1);
-    // What the least a verifying proxy adds at c=1 was in this run: the crypto floor, and for
-    // Redis the floor plus one SET NX round trip.
-    // Unpinned, the memory store lives in the primary: one IPC round trip per consume.
+    // The least a verifying proxy added at c=1 in this run: the crypto floor, plus for Redis one
+    // SET NX round trip, and for the unpinned memory store (owned by the primary) one IPC round trip.
     const leastKind = kind === 'redis' ? 'ceiling-redis' : pinned ? 'ceiling' : 'ceiling-ipc';
     const floorOnly = find(leastKind, pinned, 1);
     const least = floorOnly === undefined || b === undefined ? '' : `the ceiling${{ 'ceiling-redis': ' with one Redis round trip', 'ceiling-ipc': ' with one IPC round trip', ceiling: '' }[leastKind]} adds ${(floorOnly.p50_ms - b.p50_ms).toFixed(3)} ms`;
