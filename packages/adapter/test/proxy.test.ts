@@ -235,11 +235,18 @@ test('readyz is 503 without a bundle, and every request is then 503 bundle_polic
   }
 });
 
-test('graceful shutdown: in-flight requests finish, new connections are refused', async () => {
-  upstream.behaviour = 'echo';
+test('graceful shutdown: in-flight requests finish, new connections are refused', async (t) => {
+  // The upstream answers 150 ms late, and close() is called once the request has reached it: the
+  // request is then certainly in flight inside the adapter (a fixed sleep raced the connect).
+  upstream.behaviour = 'slow';
+  t.after(() => (upstream.behaviour = 'echo'));
   const a = await startAdapter({ listen: { host: '127.0.0.1', port: 0 }, upstream: upstream.url, policy: new StaticPolicyProvider(compilePolicy(trustMaterial(), policyBundle())), replayStore: new MemoryReplayStore(), audit: new MemoryAuditSink() });
+  const seen = upstream.requests.length;
   const inflight = send(a, makeRequest(now()));
-  await new Promise((r) => setTimeout(r, 5));
+  for (const deadline = Date.now() + 5000; upstream.requests.length === seen; ) {
+    assert.ok(Date.now() < deadline, 'the request never reached the upstream');
+    await new Promise((r) => setTimeout(r, 2));
+  }
   const closed = a.close(5000);
   const r = await inflight;
   assert.equal(r.status, 200);

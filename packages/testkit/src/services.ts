@@ -129,8 +129,8 @@ export interface RecordedRequest {
 export interface EchoUpstream {
   readonly url: string;
   readonly requests: RecordedRequest[];
-  /** Replace the handler's behaviour (default: 200 with a JSON echo). */
-  behaviour: 'echo' | 'hang' | 'reset';
+  /** Replace the handler's behaviour (default: 200 with a JSON echo; 'slow': the same 150 ms later). */
+  behaviour: 'echo' | 'hang' | 'reset' | 'slow';
   close(): Promise<void>;
 }
 
@@ -149,8 +149,12 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
         req.socket.destroy();
         return;
       }
-      res.writeHead(200, { 'content-type': 'application/json', 'x-upstream': 'orders', connection: 'keep-alive, x-hop', 'x-hop': 'secret-hop' });
-      res.end(JSON.stringify({ method: rec.method, url: rec.url, subject: req.headers['x-trustplane-subject'] ?? null, body: rec.body.toString() }));
+      const respond = () => {
+        res.writeHead(200, { 'content-type': 'application/json', 'x-upstream': 'orders', connection: 'keep-alive, x-hop', 'x-hop': 'secret-hop' });
+        res.end(JSON.stringify({ method: rec.method, url: rec.url, subject: req.headers['x-trustplane-subject'] ?? null, body: rec.body.toString() }));
+      };
+      if (state.behaviour === 'slow') setTimeout(respond, 150);
+      else respond();
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
