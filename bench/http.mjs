@@ -443,8 +443,8 @@ for (const pinned of [true, false]) {
     // The least a verifying proxy added at c=1 in this run: the crypto floor, plus for Redis one
     // SET NX round trip, and for the unpinned memory store (owned by the primary) one IPC round trip.
     const leastKind = kind === 'redis' ? 'ceiling-redis' : pinned ? 'ceiling' : 'ceiling-ipc';
-    const floorOnly = find(leastKind, pinned, 1);
-    const least = floorOnly === undefined || b === undefined ? '' : `the ceiling${{ 'ceiling-redis': ' with one Redis round trip', 'ceiling-ipc': ' with one IPC round trip', ceiling: '' }[leastKind]} adds ${(floorOnly.p50_ms - b.p50_ms).toFixed(3)} ms`;
+    const ceilingCell = find(leastKind, pinned, 1);
+    const least = ceilingCell === undefined || b === undefined ? '' : `the ceiling${{ 'ceiling-redis': ' with one Redis round trip', 'ceiling-ipc': ' with one IPC round trip', ceiling: '' }[leastKind]} adds ${(ceilingCell.p50_ms - b.p50_ms).toFixed(3)} ms`;
     if (a !== undefined && b !== undefined) add(`added p50 at c=1, adapter+${kind === 'memory' ? 'memory' : 'Redis'} − bare (${pinned ? 'pinned' : 'unpinned'}), ms`, Math.round((a.p50_ms - b.p50_ms) * 1000) / 1000, 0.5, '<=', least);
   }
 }

@@ -19,7 +19,7 @@ import { setImmediate } from 'node:timers';
 
 const [port, upstream, mode, redisUrl] = [Number(process.argv[2]), process.argv[3], process.argv[4], process.argv[5]];
 if (mode === 'floor-ipc' && process.send === undefined) throw new Error('floor-ipc: start it through ipc-parent.mjs');
-const floorOne = mode === 'floor' || mode === 'floor-redis' || mode === 'floor-ipc' ? (await import('./floor-work.mjs')).floorWork().one : undefined;
+const floorOne = mode?.startsWith('floor') ? (await import('./floor-work.mjs')).floorWork().one : undefined;
 let consume;
 if (mode === 'floor-redis') {
   // The adapter's own client factory: the same ioredis settings (no auto-pipelining, no offline

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { encodeBase64url, privateKeyFromSeed, signDocument } from '@trustplane/core';
 import { trustMaterial, policyBundle, makeRequest, freePort } from '@trustplane/testkit';
-import { runBin, stderrUntil, tempDir } from './helpers.js';
+import { runBin, stderrUntil, stopWithSigterm, tempDir } from './helpers.js';
 
 const signer = privateKeyFromSeed(Buffer.alloc(32, 78));
 const verifierBin = fileURLToPath(new URL('../../bin/trustplane-verifier.js', import.meta.url));
@@ -54,9 +54,7 @@ test('trustplane-verifier: Envoy and NGINX conventions, admin endpoints, config 
   assert.match(metrics, /trustplane_decisions_total\{outcome="allow",reason="request_verified",route="orders.search"\} 2/);
   assert.match(metrics, /trustplane_decisions_total\{outcome="deny",reason="jti_replay",route="orders.search"\} 1/);
 
-  child.kill('SIGTERM');
-  const code = await new Promise<number | null>((r) => child.once('exit', r));
-  assert.equal(code, 0, stderr());
+  assert.equal(await stopWithSigterm({ child }), 0, stderr());
 });
 
 test('trustplane verifier: configuration errors are one clear line (exit 2)', async (t) => {
