@@ -13,6 +13,10 @@
 // With `floor-ipc` (started by ipc-parent.mjs), each request also asks the parent process over
 // the IPC channel for its consume after the floor work, as the adapter's workers ask the primary
 // for the in-memory store: the least the unpinned, multi-process adapter adds at c=1.
+// With `verify <trust material> <policy bundle> <kid=public key>` instead, each request goes
+// through the real core Verifier (memory replay store) before forwarding, batched per turn like
+// the adapter: the adapter's verification without its HTTP handling (an investigation cell,
+// bench:http's `verifier-proxy`, that splits the adapter's cost above the ceiling in two).
 import { createServer } from 'node:http';
 import { Pool } from 'undici';
 import { setImmediate } from 'node:timers';
@@ -50,18 +54,38 @@ if (mode === 'floor-redis') {
     process.send({ id, key: `k${id}` });
   });
 }
+let verifier;
+let bodyDigest;
+if (mode === 'verify') {
+  const core = await import('../../packages/core/dist/src/index.js');
+  const [trustMaterialFile, policyBundleFile, signing] = process.argv.slice(5);
+  const eq = signing.indexOf('=');
+  const keys = new Map([[signing.slice(0, eq), core.getEd25519Backend().importPublicKey(core.decodeBase64url(signing.slice(eq + 1), 43))]]);
+  const pair = core.loadBundlePair({ trustMaterialFile, policyBundleFile, trustMaterialKeys: keys, policyBundleKeys: keys });
+  verifier = new core.Verifier({ policy: new core.StaticPolicyProvider(pair.policy), replayStore: new core.MemoryReplayStore() });
+  bodyDigest = (chunks) => (chunks.length === 0 ? core.EMPTY_SHA256 : core.sha256Hex(Buffer.concat(chunks)));
+}
 const turn = [];
 function flushTurn() {
   const batch = turn.splice(0);
+  if (verifier !== undefined) {
+    const decisions = verifier.verifyBatch(batch.map((b) => b.request));
+    batch.forEach((b, i) => b.resolve(decisions[i]));
+    return;
+  }
   for (let i = 0; i < batch.length; i++) floorOne();
-  for (const resolve of batch) resolve();
+  for (const b of batch) b.resolve(undefined);
 }
-/** Resolves once this request's floor work is done, with the rest of this turn's requests. */
-function floor() {
+/** Resolves once this request's checks are done (the floor work, or the verifier's decision), with the rest of this turn's requests. */
+function check(request) {
   return new Promise((resolve) => {
     if (turn.length === 0) setImmediate(flushTurn);
-    turn.push(resolve);
+    turn.push({ request, resolve });
   });
+}
+function verifyRequest(req, chunks) {
+  const q = req.url.indexOf('?');
+  return { method: req.method, path: q < 0 ? req.url : req.url.slice(0, q), query: q < 0 ? '' : req.url.slice(q + 1), headers: req.headers, bodySha256: bodyDigest(chunks) };
 }
 const pool = new Pool(upstream, { connections: 128, pipelining: 1, keepAliveTimeout: 30_000 });
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host']);
@@ -78,7 +102,11 @@ function readBody(req) {
 const server = createServer(async (req, res) => {
   try {
     const chunks = await readBody(req);
-    if (floorOne !== undefined) await floor();
+    if (floorOne !== undefined) await check(undefined);
+    if (verifier !== undefined) {
+      const decision = await check(verifyRequest(req, chunks));
+      if (!decision.allowed) throw new Error(decision.reason); // a 502: the cell counts it as an error
+    }
     if (consume !== undefined) await consume();
     const headers = {};
     for (const [k, v] of Object.entries(req.headers)) if (!HOP.has(k) && v !== undefined) headers[k] = v;
