@@ -8,7 +8,7 @@ import type { Verifier } from '@trustplane/core';
 import { createProxyHandler, type ProxyHandler } from './proxy.js';
 import type { AdapterMetrics } from './metrics.js';
 import { log, type AuditSink } from './audit-sink.js';
-import { listenOn, urlOf } from './admin.js';
+import { closeNow, listenOn, urlOf } from './admin.js';
 import { createVerifying, startVerifyingAdmin, type VerifyingOptions } from './verifying.js';
 
 export interface AdapterOptions extends VerifyingOptions {
@@ -49,13 +49,23 @@ export async function startAdapter(opts: AdapterOptions): Promise<RunningAdapter
     clock,
   });
   const server = createServer({ headersTimeout: opts.headersTimeoutMs ?? 10_000, requestTimeout: opts.requestTimeoutMs ?? 30_000, keepAliveTimeout: opts.keepAliveTimeoutMs ?? 5_000 }, handler);
+  server.on('checkContinue', handler.checkContinue);
   server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"allowed":false,"reason":"malformed_request"}');
-    else socket.destroy();
+    // A response still in progress on this connection (a keep-alive client sent a malformed
+    // request while the previous answer streams) must not get bytes spliced into it: close.
+    const inProgress = (socket as { _httpMessage?: unknown })._httpMessage;
+    if (socket.writable && (inProgress === undefined || inProgress === null)) {
+      socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"allowed":false,"reason":"malformed_request"}');
+    } else socket.destroy();
   });
   const addr = await listenOn(server, opts.listen.host, opts.listen.port);
 
-  const admin = await startVerifyingAdmin(opts, metrics);
+  // The admin port failing (e.g. in use) must not leave the proxy port serving.
+  const admin = await startVerifyingAdmin(opts, metrics).catch(async (err: unknown) => {
+    await closeNow(server);
+    await handler.close();
+    throw err;
+  });
   const adminServer = admin?.server;
   const adminUrl = admin?.url;
 

@@ -28,6 +28,14 @@ export function listenOn(server: Server, host: string, port: number): Promise<Ad
   });
 }
 
+/** Stop a server and drop its connections now (a startup that failed after it listened). */
+export function closeNow(server: Server): Promise<void> {
+  return new Promise<void>((r) => {
+    server.close(() => r());
+    server.closeAllConnections();
+  });
+}
+
 export function urlOf(a: AddressInfo): string {
   return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
 }

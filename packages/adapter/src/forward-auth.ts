@@ -24,7 +24,7 @@ import { IDENTITY_HEADERS, inboundHeaders, requestIdOf, safeHeaderValue, type In
 import { sendDenial } from './proxy.js';
 import { log, type AuditSink } from './audit-sink.js';
 import type { AdapterMetrics } from './metrics.js';
-import { listenOn, urlOf } from './admin.js';
+import { closeNow, listenOn, urlOf } from './admin.js';
 import { createVerifying, startVerifyingAdmin, type VerifyingOptions } from './verifying.js';
 
 export type ForwardAuthConvention = 'nginx' | 'traefik' | 'envoy';
@@ -141,7 +141,11 @@ export async function startForwardAuthVerifier(opts: ForwardAuthOptions): Promis
     });
   });
   const url = urlOf(await listenOn(server, opts.listen.host, opts.listen.port));
-  const admin = await startVerifyingAdmin(opts, metrics);
+  // The admin port failing (e.g. in use) must not leave the verifier port serving.
+  const admin = await startVerifyingAdmin(opts, metrics).catch(async (err: unknown) => {
+    await closeNow(server);
+    throw err;
+  });
   let closing: Promise<void> | undefined;
   return {
     url,

@@ -13,6 +13,13 @@ import type { AllowDecision } from '@trustplane/core';
 
 export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'content-length']);
 
+/**
+ * Request headers never forwarded besides the hop-by-hop ones: `Expect` (the adapter has read
+ * the whole body before the decision, so `100-continue` is answered here, and undici refuses to
+ * send it).
+ */
+const NOT_FORWARDED = new Set(['expect']);
+
 export const IDENTITY_HEADERS = {
   subject: 'x-trustplane-subject',
   issuer: 'x-trustplane-issuer',
@@ -50,7 +57,7 @@ export function requestIdOf(headers: InboundHeaders): string {
 }
 
 /** Names listed in Connection (and the legacy Proxy-Connection), lower-cased; undefined if none. */
-function connectionNominated(values: readonly (string | readonly string[] | undefined)[]): Set<string> | undefined {
+export function connectionNominated(values: readonly (string | readonly string[] | undefined)[]): Set<string> | undefined {
   let out: Set<string> | undefined;
   for (const v of values) {
     if (v === undefined) continue;
@@ -64,22 +71,41 @@ function connectionNominated(values: readonly (string | readonly string[] | unde
   return out;
 }
 
-/** A header value safe to put on the wire: visible ASCII and latin-1 only, else percent-encoded. */
+/**
+ * A header value safe to put on the wire and unambiguous: as is when it is visible ASCII (tab
+ * and space allowed) without `%`, else percent-encoded whole (`encodeURIComponent`), so
+ * `service:café` and `service:caf%C3%A9` cannot arrive as the same value.
+ */
 export function safeHeaderValue(value: string): string {
-  return /^[\t\x20-\x7e]*$/.test(value) ? value : encodeURIComponent(value);
+  return /^[\t\x20-\x24\x26-\x7e]*$/.test(value) ? value : encodeURIComponent(value);
+}
+
+/** The request's Connection-nominated header names (dropped before forwarding), if any. */
+export function unforwardedHeaders(headers: InboundHeaders): Set<string> | undefined {
+  return headers['connection'] === undefined && headers['proxy-connection'] === undefined ? undefined : connectionNominated([headers['connection'], headers['proxy-connection']]);
+}
+
+/**
+ * Names that are, or that an API reading `_` as `-` (CGI, WSGI, some frameworks) would take for,
+ * the caller's credentials, a TrustPlane header or the request id: never forwarded.
+ */
+function isReservedName(name: string): boolean {
+  const n = name.indexOf('_') === -1 ? name : name.replaceAll('_', '-');
+  return n === 'authorization' || n === 'x-request-id' || n.startsWith('x-trustplane-');
 }
 
 /**
  * The headers to send upstream for an allowed request, as a flat [name, value, …] list: the
- * inbound headers minus credentials, TrustPlane headers, X-Request-Id, hop-by-hop and
- * Connection-nominated ones; then the verified identity, the request id and the body length.
+ * inbound headers minus credentials, TrustPlane headers, X-Request-Id (also their spellings
+ * with `_`), `Expect`, hop-by-hop and Connection-nominated ones; then the verified identity, the
+ * request id and the body length.
  */
 export function upstreamRequestHeaders(raw: readonly string[], headers: InboundHeaders, decision: AllowDecision, requestId: string, bodyLength: number): string[] {
-  const nominated = headers['connection'] === undefined && headers['proxy-connection'] === undefined ? undefined : connectionNominated([headers['connection'], headers['proxy-connection']]);
+  const nominated = unforwardedHeaders(headers);
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
-    if (HOP_BY_HOP.has(name) || name === 'authorization' || name === 'x-request-id' || name.startsWith('x-trustplane-') || nominated?.has(name) === true) continue;
+    if (HOP_BY_HOP.has(name) || NOT_FORWARDED.has(name) || isReservedName(name) || nominated?.has(name) === true) continue;
     out.push(raw[i]!, raw[i + 1]!);
   }
   out.push(

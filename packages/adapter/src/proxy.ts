@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Pool, errors as undiciErrors } from 'undici';
 import { EMPTY_SHA256, REASONS, auditEventForDecision, type Decision, type ReasonCode, type Verifier, type Clock } from '@trustplane/core';
 import { hasNoBody, readBody } from './body.js';
-import { downstreamResponseHeaders, inboundHeaders, requestIdOf, upstreamRequestHeaders } from './headers.js';
+import { downstreamResponseHeaders, inboundHeaders, requestIdOf, unforwardedHeaders, upstreamRequestHeaders } from './headers.js';
 import type { AdapterMetrics } from './metrics.js';
 import { verifyPerTurn } from './turn-batch.js';
 import { log, type AuditSink } from './audit-sink.js';
@@ -30,6 +30,12 @@ export interface ProxyOptions {
 
 export interface ProxyHandler {
   (req: IncomingMessage, res: ServerResponse): void;
+  /**
+   * For the server's `checkContinue` event (`Expect: 100-continue`): `100 Continue` only for a
+   * request that carries a passport and declares a body within the limit; any other is answered
+   * by the handler without its body being read.
+   */
+  checkContinue: (req: IncomingMessage, res: ServerResponse) => void;
   close(): Promise<void>;
   /** Requests currently being handled. */
   inFlight(): number;
@@ -163,7 +169,8 @@ export function createProxyHandler(opts: ProxyOptions): ProxyHandler {
       if (read.length > 0) body = read.chunks.length === 1 ? read.chunks[0]! : Buffer.concat(read.chunks, read.length);
     }
     const verifyStarted = process.hrtime.bigint();
-    const decision = await verify({ method: req.method ?? '', path: target.path, query: target.query, headers: h, bodySha256, requestId });
+    const unforwarded = unforwardedHeaders(h);
+    const decision = await verify({ method: req.method ?? '', path: target.path, query: target.query, headers: h, bodySha256, requestId, ...(unforwarded !== undefined ? { unforwardedHeaders: unforwarded } : {}) });
     const verifySeconds = elapsed(verifyStarted);
     if (!decision.allowed) {
       record(decision, verifySeconds);
@@ -200,6 +207,11 @@ export function createProxyHandler(opts: ProxyOptions): ProxyHandler {
       sendDenial(res, 'internal_error', true);
     });
   }) as ProxyHandler;
+  handler.checkContinue = (req: IncomingMessage, res: ServerResponse) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (req.headers.authorization !== undefined && !(declared > opts.maxBodyBytes)) res.writeContinue();
+    handler(req, res);
+  };
   handler.close = () => pool.close();
   handler.inFlight = () => active;
   return handler;

@@ -253,3 +253,149 @@ test('graceful shutdown: in-flight requests finish, new connections are refused'
   await closed;
   await assert.rejects(request(`${a.url}/v1/orders/search`));
 });
+
+/** Raw HTTP/1.1 head lines of a signed request (its own Content-Length when it has a body). */
+function headLines(req: VerifyRequest, extra: string[] = []): string {
+  const lines = Object.entries(req.headers).map(([k, v]) => `${k}: ${String(v)}`);
+  if (req.body !== undefined) lines.push(`content-length: ${req.body.length}`);
+  return `${req.method} ${req.path}${req.query ? `?${req.query}` : ''} HTTP/1.1\r\nhost: orders.example\r\n${[...lines, ...extra].join('\r\n')}\r\n\r\n`;
+}
+
+/** Connect, send `head`, and collect everything until the server closes; `onData` may answer. */
+function exchange(url: string, head: string, onData?: (sofar: string, write: (s: string | Buffer) => void) => void): Promise<string> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const sock = connect(Number(u.port), u.hostname, () => sock.write(head));
+    let out = '';
+    sock.on('data', (d: Buffer) => {
+      out += d.toString('latin1');
+      onData?.(out, (s) => sock.write(s));
+    });
+    sock.on('close', () => resolve(out));
+    sock.on('error', reject);
+  });
+}
+
+test('Expect: 100-continue: a signed POST gets 100 Continue, then is verified and forwarded without Expect', async () => {
+  await withAdapter(async (a, audit) => {
+    const before = upstream.requests.length;
+    const req = makeRequest({ ...now(), method: 'POST', path: '/v1/orders', body: '{"order_id":"ord_7"}', headers: { 'content-type': 'application/json' } });
+    let sent = false;
+    const out = await exchange(a.url, headLines(req, ['expect: 100-continue', 'connection: close']), (sofar, write) => {
+      if (!sent && sofar.startsWith('HTTP/1.1 100 Continue\r\n\r\n')) {
+        sent = true;
+        write(Buffer.from(req.body!));
+      }
+    });
+    assert.ok(sent, `no 100 Continue: ${out}`);
+    assert.match(out, /\r\n\r\nHTTP\/1\.1 200 /);
+    assert.equal(upstream.requests.length, before + 1);
+    const rec = upstream.requests.at(-1)!;
+    assert.equal(rec.body.toString(), '{"order_id":"ord_7"}');
+    assert.equal(rec.headers['expect'], undefined);
+    assert.equal(audit.events.at(-1)?.reason_code, 'request_verified');
+  });
+});
+
+test('Expect: 100-continue without a passport, or with a body over the maximum: refused at once, no 100 Continue, no body read', async () => {
+  await withAdapter(
+    async (a) => {
+      const before = upstream.requests.length;
+      const noPassport = await exchange(a.url, 'POST /v1/orders HTTP/1.1\r\nhost: orders.example\r\ncontent-length: 999999999\r\nexpect: 100-continue\r\n\r\n');
+      assert.match(noPassport, /^HTTP\/1\.1 401 /);
+      assert.doesNotMatch(noPassport, /100 Continue/);
+      assert.match(noPassport, /"reason":"missing_passport"/);
+      const req = makeRequest({ ...now(), method: 'POST', path: '/v1/orders', body: 'x'.repeat(2048) });
+      const tooLarge = await exchange(a.url, headLines(req, ['expect: 100-continue']));
+      assert.match(tooLarge, /^HTTP\/1\.1 413 /);
+      assert.doesNotMatch(tooLarge, /100 Continue/);
+      assert.equal(upstream.requests.length, before);
+    },
+    { maxBodyBytes: 1024 },
+  );
+});
+
+test('a signed header sent twice, or nominated by Connection, is 400 malformed_request, never forwarded, and its jti stays unused', async () => {
+  await withAdapter(async (a, audit) => {
+    const before = upstream.requests.length;
+    const req = makeRequest({ ...now(), method: 'POST', path: '/v1/orders', body: '{"order_id":"ord_8"}', headers: { 'content-type': 'application/json' } });
+    const body = String(req.body);
+    const twice = await exchange(a.url, headLines(req, ['content-type: text/evil', 'connection: close']) + body);
+    assert.match(twice, /^HTTP\/1\.1 400 /);
+    assert.match(twice, /\{"allowed":false,"reason":"malformed_request"\}/);
+    assert.match(String(audit.events.at(-1)?.detail_reason), /signed header content-type is repeated/);
+    const nominated = await exchange(a.url, headLines(req, ['connection: close, content-type']) + body);
+    assert.match(nominated, /^HTTP\/1\.1 400 /);
+    assert.match(String(audit.events.at(-1)?.detail_reason), /nominated by Connection/);
+    assert.equal(upstream.requests.length, before);
+    // Neither denial consumed the jti: the request as signed still goes through, once.
+    assert.equal((await send(a, req)).status, 200);
+    assert.equal(upstream.requests.length, before + 1);
+  });
+});
+
+test('identity and credential headers spelled with underscores never reach the upstream', async () => {
+  await withAdapter(async (a) => {
+    const r = await send(a, makeRequest(now()), { X_TrustPlane_Subject: 'service:admin', x_trustplane_trust_domain: 'admin.local', X_Request_Id: 'forged', authorization_: 'kept' });
+    assert.equal(r.status, 200, r.text);
+    const rec = upstream.requests.at(-1)!;
+    const names = rec.rawHeaders.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
+    assert.deepEqual(names.filter((n) => n.includes('_')), ['authorization_']);
+    assert.equal(rec.headers['x-trustplane-subject'], 'service:orders-client');
+  });
+});
+
+test('a malformed request on a connection whose previous response is still in progress closes it, with no bytes spliced in', async (t) => {
+  upstream.behaviour = 'slow';
+  t.after(() => (upstream.behaviour = 'echo'));
+  await withAdapter(async (a) => {
+    const seen = upstream.requests.length;
+    let sentBad = false;
+    // One keep-alive connection: the valid request first, the malformed one once it is in flight.
+    const spliced = await new Promise<string>((resolve, reject) => {
+      const u = new URL(a.url);
+      const sock = connect(Number(u.port), u.hostname, () => sock.write(headLines(makeRequest(now()))));
+      let got = '';
+      sock.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      sock.on('close', () => resolve(got));
+      sock.on('error', reject);
+      const poll = setInterval(() => {
+        if (upstream.requests.length > seen && !sentBad) {
+          sentBad = true;
+          clearInterval(poll);
+          sock.write('GET /x HTTP/1.1\r\nhost: o\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n');
+        }
+      }, 2);
+    });
+    assert.ok(sentBad);
+    assert.doesNotMatch(spliced, /400 Bad Request|malformed_request/);
+  });
+});
+
+test('identity header values are sent as is when plain visible ASCII, else percent-encoded whole, so two subjects never arrive alike', async () => {
+  const { safeHeaderValue } = await import('../src/headers.js');
+  assert.equal(safeHeaderValue('service:orders-client'), 'service:orders-client');
+  assert.equal(safeHeaderValue('service:café'), 'service%3Acaf%C3%A9');
+  assert.equal(safeHeaderValue('service:caf%C3%A9'), 'service%3Acaf%25C3%25A9');
+  assert.notEqual(safeHeaderValue('service:café'), safeHeaderValue('service:caf%C3%A9'));
+});
+
+test('an admin port already in use fails startup, and leaves the proxy port closed', async () => {
+  const { createServer } = await import('node:net');
+  const taken = createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+  const port = (taken.address() as { port: number }).port;
+  const probe = createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
+  const proxyPort = (probe.address() as { port: number }).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  try {
+    await assert.rejects(
+      startAdapter({ listen: { host: '127.0.0.1', port: proxyPort }, admin: { host: '127.0.0.1', port }, upstream: upstream.url, policy: new StaticPolicyProvider(compilePolicy(trustMaterial(), policyBundle())), replayStore: new MemoryReplayStore(), audit: new MemoryAuditSink() }),
+      /EADDRINUSE/,
+    );
+    await assert.rejects(request(`http://127.0.0.1:${proxyPort}/v1/orders/search`), /ECONNREFUSED/);
+  } finally {
+    await new Promise<void>((r) => taken.close(() => r()));
+  }
+});

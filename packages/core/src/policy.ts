@@ -404,7 +404,24 @@ export function compilePolicy(trust: TrustMaterial, bundle: PolicyBundle, opts: 
   };
 }
 
-/** Request-mode route resolution: exact paths win over `{name}` templates; method must match. */
+/**
+ * Whether a path segment may stand for a `{name}` template parameter. Not a dot segment (`.`,
+ * `..`, also percent-encoded), and no encoded slash or backslash (`%2F`, `%5C`) or literal
+ * backslash: an API or framework that normalizes the path would otherwise route
+ * `/v1/orders/..%2Fadmin`, verified as `orders.get`, somewhere outside the route's template.
+ */
+function isParamValue(s: string): boolean {
+  if (s.charCodeAt(0) !== 0x2e /* . */ && s.indexOf('%') === -1 && s.indexOf('\\') === -1) return true;
+  if (s.indexOf('\\') !== -1 || /%(?:2f|5c)/i.test(s)) return false;
+  const dots = s.replace(/%2e/gi, '.');
+  return dots !== '.' && dots !== '..';
+}
+
+/**
+ * Request-mode route resolution: exact paths win over `{name}` templates; method must match. A
+ * template parameter matches one non-empty segment that is not a dot segment and holds no
+ * encoded slash or backslash (`isParamValue`).
+ */
 export function resolveRoute(policy: CompiledPolicy, method: string, path: string): CompiledRoute | undefined {
   const exact = policy.exactRoutes.get(method)?.get(path);
   if (exact !== undefined) return exact;
@@ -417,7 +434,7 @@ export function resolveRoute(policy: CompiledPolicy, method: string, path: strin
       const t = route.segments[i];
       const s = segs[i]!;
       if (t === null) {
-        if (s === '') continue outer;
+        if (s === '' || !isParamValue(s)) continue outer;
       } else if (t !== s) continue outer;
     }
     return route;

@@ -44,6 +44,13 @@ export interface VerifyRequest {
    */
   bodyNotAvailable?: boolean;
   requestId?: string;
+  /**
+   * Lower-case names of request headers the enforcement point will NOT pass on to the API (a
+   * proxy drops those a `Connection` header nominates). A signed header, or `content-encoding`
+   * (bound by the transcript), among them is denied `malformed_request`: the API would receive
+   * a request other than the one verified.
+   */
+  unforwardedHeaders?: ReadonlySet<string>;
 }
 
 export interface PolicySnapshot {
@@ -514,6 +521,19 @@ export class Verifier {
       }
       for (const n of route.requiredSignedHeaders) {
         if (!allowList.includes(n)) return deny('unsigned_required_header', `route ${route.routeId} requires header ${n} to be signed`, ctx);
+      }
+      // The transcript binds the first value of a signed header; a second copy would reach the
+      // API unverified (and a comma-joining or last-wins API would read it), so a repeated
+      // signed header is refused. So is one the enforcement point will not forward.
+      const dropped = req.unforwardedHeaders;
+      for (let i = 0; i < allowList.length; i++) {
+        const n = allowList[i]!;
+        const v = h[n];
+        if (v !== undefined && typeof v !== 'string' && v.length > 1) return deny('malformed_request', `signed header ${n} is repeated`, ctx);
+        if (dropped !== undefined && dropped.has(n)) return deny('malformed_request', `signed header ${n} is nominated by Connection and would not reach the API`, ctx);
+      }
+      if (dropped !== undefined && dropped.has('content-encoding') && h['content-encoding'] !== undefined) {
+        return deny('malformed_request', 'Content-Encoding is nominated by Connection and would not reach the API', ctx);
       }
       let transcript: Transcript;
       try {

@@ -105,6 +105,9 @@ const denials: { reason: ReasonCode; name: string; setup?: () => Setup; req: () 
   { reason: 'missing_passport', name: 'no Authorization', req: () => withHeaders(makeRequest(), { authorization: undefined }) },
   { reason: 'missing_passport', name: 'Basic auth', req: () => withHeaders(makeRequest(), { authorization: 'Basic dXNlcjpwYXNz' }) },
   { reason: 'malformed_request', name: 'two Authorization headers', req: () => { const r = makeRequest(); return withHeaders(r, { authorization: [r.headers['authorization']!, 'Bearer x'] }); } },
+  { reason: 'malformed_request', name: 'a signed header (content-type) repeated', req: () => withHeaders(makeRequest({ method: 'POST', path: '/v1/orders', body: '{}', headers: { 'content-type': 'application/json' } }), { 'content-type': ['application/json', 'text/plain'] }) },
+  { reason: 'malformed_request', name: 'a signed header nominated by Connection (not forwarded)', req: () => ({ ...makeRequest({ method: 'POST', path: '/v1/orders', body: '{}', headers: { 'content-type': 'application/json' } }), unforwardedHeaders: new Set(['content-type']) }) },
+  { reason: 'malformed_request', name: 'Content-Encoding nominated by Connection (not forwarded)', req: () => ({ ...makeRequest({ method: 'POST', path: '/v1/orders', body: 'x', headers: { 'content-encoding': 'gzip' } }), unforwardedHeaders: new Set(['content-encoding']) }) },
   { reason: 'missing_proof_headers', name: 'no nonce', req: () => withHeaders(makeRequest(), { 'x-trustplane-nonce': undefined }) },
   { reason: 'missing_proof_headers', name: 'no proof', req: () => withHeaders(makeRequest(), { 'x-trustplane-proof': undefined }) },
   { reason: 'malformed_proof_headers', name: 'short proof', req: () => withHeaders(makeRequest(), { 'x-trustplane-proof': 'AAAA' }) },
@@ -271,4 +274,23 @@ test('a replayed request from one issuer does not block the same jti from anothe
   const { v } = verifier({ policy: compilePolicy(trustMaterial({ issuers: [...trustMaterial().issuers, { issuer: 'https://issuer.example/other', trust_domain: 'example.local', source_type: 'software_jwks', keys: [{ kid: 'other-key', alg: 'EdDSA', public_key_b64url: encodeBase64url(otherKey.publicKey) }] }] }), policyBundle((b) => route(b, 'orders.search').allowed_sources.push({ source_type: 'software_jwks', issuer: 'https://issuer.example/other', trust_domain: 'example.local', subject_prefix: 'service:' }))) });
   assert.equal((await v.verify(makeRequest({ jti: 'shared-jti' }))).allowed, true);
   assert.equal((await v.verify(makeRequest({ jti: 'shared-jti', issuer: 'https://issuer.example/other', kid: 'other-key', signingKey: otherKey }))).allowed, true);
+});
+
+test('route resolution: a template parameter is never a dot segment nor holds an encoded slash or backslash', async () => {
+  const { v } = verifier();
+  for (const path of ['/v1/orders/..', '/v1/orders/.', '/v1/orders/%2e%2E', '/v1/orders/.%2e', '/v1/orders/%2E', '/v1/orders/..%2Fadmin', '/v1/orders/a%2fb', '/v1/orders/a%5Cb', '/v1/orders/a\\b']) {
+    const d = await v.verify({ ...makeRequest({ path: '/v1/orders/ord_1', subject: 'service:x' }), path });
+    assert.equal(!d.allowed && d.reason, 'bundle_route_missing', path);
+  }
+  // Dots and escapes that are not a dot segment or a separator stay ordinary values.
+  for (const path of ['/v1/orders/ord.1', '/v1/orders/...', '/v1/orders/.hidden', '/v1/orders/a%20b', '/v1/orders/%2e%2e%2e']) {
+    const d = await v.verify(makeRequest({ path, subject: 'service:x' }));
+    assert.equal(d.allowed && d.routeId, 'orders.get', `${path}: ${d.allowed ? '' : d.detail}`);
+  }
+});
+
+test('a repeated header that is not signed is no reason to deny', async () => {
+  const { v } = verifier();
+  const d = await v.verify(withHeaders(makeRequest(), { accept: ['a/b', 'c/d'] }));
+  assert.equal(d.allowed, true, d.allowed ? '' : d.detail);
 });
