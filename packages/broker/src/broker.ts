@@ -16,8 +16,10 @@
  * `requested_key_binding` when that list is empty); else `software` only when both the request
  * and the broker policy allow software fallback; else a refusal.
  */
+import { randomBytes } from 'node:crypto';
 import {
   BROKER_PASSPORT_ISSUED,
+  FormatError,
   buildTranscript,
   encodeBase64url,
   generatePrivateKey,
@@ -32,6 +34,7 @@ import {
   type PassportProvenance,
   type ReasonCode,
   type SignerClass,
+  type Transcript,
 } from '@trustplane/core';
 import { PASSPORT_FORMAT, STAMP_FORMAT, denyResponse, type IpcRequest, type IpcResponse } from './ipc.js';
 
@@ -139,9 +142,10 @@ export class Broker {
       audit: { accepted: false, reasonCode: reason, detail: message, requiredKeyBinding: required },
     });
 
-    const rule = this.policy.allow.find((a) => a.audience === req.http.audience);
-    if (rule === undefined) return deny('broker_audience_not_allowed', 'the broker does not issue passports for this audience', { audience: req.http.audience });
-    if (!rule.routes.includes('*') && !rule.routes.includes(req.http.route_id)) {
+    // Every rule for the audience counts (`--allow` may name one audience several times).
+    const rules = this.policy.allow.filter((a) => a.audience === req.http.audience);
+    if (rules.length === 0) return deny('broker_audience_not_allowed', 'the broker does not issue passports for this audience', { audience: req.http.audience });
+    if (!rules.some((rule) => rule.routes.includes('*') || rule.routes.includes(req.http.route_id))) {
       return deny('broker_route_not_allowed', 'the broker does not issue passports for this route', { audience: req.http.audience, route_id: req.http.route_id });
     }
     const allowedCtx = this.policy.allowedContextFields;
@@ -180,6 +184,35 @@ export class Broker {
     }
 
     const keyBinding = granted.source.keyBinding;
+    // The transcript first, with the jti and issue time the passport will carry: a request that
+    // cannot be described (e.g. a field that is only whitespace) is refused before any key signs.
+    const nowMs = this.clock.now();
+    const jti = this.opts.jti?.() ?? `jti-${encodeBase64url(randomBytes(16))}`;
+    const h = req.http;
+    let transcript: Transcript;
+    try {
+      transcript = buildTranscript({
+        method: h.method,
+        scheme: h.scheme,
+        authority: h.authority,
+        path: h.path,
+        rawQuery: h.query.raw,
+        audience: h.audience,
+        routeId: h.route_id,
+        contentEncoding: h.content_encoding,
+        bodySha256: h.body_sha256,
+        headerHashes: Object.fromEntries(h.headers.selected.map((s) => [s.name, s.value_sha256])),
+        headerAllowList: h.headers.allow_list,
+        allowListIsCanonical: true,
+        passportJti: jti,
+        nonce: h.nonce,
+        issuedAt: Math.floor(nowMs / 1000),
+        keyBinding,
+      });
+    } catch (err) {
+      if (err instanceof FormatError) return deny('broker_request_malformed', `the request cannot be described: ${err.message}`, { code: err.code });
+      throw err;
+    }
     const proofKey = this.opts.proofKey?.() ?? generatePrivateKey();
     const ctx = req.ctx.selected_fields.length > 0 ? req.ctx.values : undefined;
     const passport = issuePassport({
@@ -190,32 +223,13 @@ export class Broker {
       audience: req.http.audience,
       trustDomain: this.policy.trustDomain,
       ttlSeconds: this.ttl,
-      now: this.clock.now(),
+      now: nowMs,
       proofPublicKey: proofKey.publicKey,
       keyBinding,
       backend: this.backend,
-      ...(this.opts.jti !== undefined ? { jti: this.opts.jti() } : {}),
+      jti,
       ...(ctx !== undefined ? { ctx } : {}),
       ...(granted.grant.provenance !== undefined ? { provenance: granted.grant.provenance } : {}),
-    });
-    const h = req.http;
-    const transcript = buildTranscript({
-      method: h.method,
-      scheme: h.scheme,
-      authority: h.authority,
-      path: h.path,
-      rawQuery: h.query.raw,
-      audience: h.audience,
-      routeId: h.route_id,
-      contentEncoding: h.content_encoding,
-      bodySha256: h.body_sha256,
-      headerHashes: Object.fromEntries(h.headers.selected.map((s) => [s.name, s.value_sha256])),
-      headerAllowList: h.headers.allow_list,
-      allowListIsCanonical: true,
-      passportJti: passport.jti,
-      nonce: h.nonce,
-      issuedAt: passport.iat,
-      keyBinding,
     });
     const stamp = encodeBase64url(this.backend.sign(proofKey, transcript.digest));
     const provenance = granted.grant.provenance;

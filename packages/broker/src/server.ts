@@ -15,7 +15,7 @@
  */
 import { chmodSync, chownSync, lstatSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { buildAuditEvent, systemClock, type AuditEvent, type Clock } from '@trustplane/core';
+import { buildAuditEvent, decodeUtf8Strict, systemClock, type AuditEvent, type Clock } from '@trustplane/core';
 import { IpcRequestError, MAX_IPC_LINE_BYTES, denyResponse, parseIpcLine, type IpcResponse } from './ipc.js';
 import type { Broker } from './broker.js';
 
@@ -50,15 +50,27 @@ async function clearStaleSocket(socketPath: string): Promise<void> {
     return; // nothing there
   }
   if (!st.isSocket()) throw new Error(`${socketPath} exists and is not a socket; refusing to replace it`);
-  const live = await new Promise<boolean>((resolve) => {
+  // Only a refused connection proves nobody listens: any other failure (EAGAIN from a full
+  // backlog, EACCES, a timeout) may be a live, busy broker, which must not be replaced.
+  const probe = await new Promise<string>((resolve) => {
     const c = createConnection(socketPath);
-    c.once('connect', () => {
+    const timer = setTimeout(() => {
       c.destroy();
-      resolve(true);
+      resolve('no answer within 2 s');
+    }, 2000);
+    c.once('connect', () => {
+      clearTimeout(timer);
+      c.destroy();
+      resolve('live');
     });
-    c.once('error', () => resolve(false));
+    c.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      resolve(err.code === 'ECONNREFUSED' ? 'stale' : err.code === 'ENOENT' ? 'gone' : (err.code ?? err.message));
+    });
   });
-  if (live) throw new Error(`${socketPath} is in use by a running broker`);
+  if (probe === 'gone') return;
+  if (probe === 'live') throw new Error(`${socketPath} is in use by a running broker`);
+  if (probe !== 'stale') throw new Error(`${socketPath} may be in use by a running broker (connecting to it failed: ${probe}); refusing to replace it`);
   unlinkSync(socketPath);
 }
 
@@ -93,13 +105,25 @@ export async function startBrokerServer(opts: BrokerServerOptions): Promise<Brok
   const answer = (socket: Socket, response: IpcResponse): void => {
     if (response.accepted) stats.issued++;
     else stats.denied++;
-    if (!socket.destroyed) socket.end(`${JSON.stringify(response)}\n`);
+    if (socket.destroyed) return;
+    socket.end(`${JSON.stringify(response)}\n`);
+    // One exchange per connection: a client that keeps its side open after the answer would
+    // hold a connection slot for ever. It gets the read timeout to close, then is dropped.
+    const linger = setTimeout(() => socket.destroy(), readTimeoutMs);
+    linger.unref();
+    socket.once('close', () => clearTimeout(linger));
   };
 
-  const handleLine = (socket: Socket, line: string): void => {
+  const handleLine = (socket: Socket, bytes: Buffer): void => {
     let response: IpcResponse;
     let requestId = '';
     try {
+      let line: string;
+      try {
+        line = decodeUtf8Strict(bytes, 'the request line');
+      } catch (err) {
+        throw new IpcRequestError(err instanceof Error ? err.message : 'the request line is not valid UTF-8', '');
+      }
       const env = parseIpcLine(line);
       requestId = env.request.request_id;
       const d = opts.broker.decide(env.request);
@@ -144,11 +168,12 @@ export async function startBrokerServer(opts: BrokerServerOptions): Promise<Brok
       socket.destroy();
     }, readTimeoutMs);
     timer.unref();
-    const finish = (line: string | undefined): void => {
+    const finish = (line: Buffer | undefined): void => {
       done = true;
       clearTimeout(timer);
       socket.removeAllListeners('data');
       socket.pause();
+      chunks.length = 0; // nothing of the request is kept while the connection lingers
       if (line === undefined) {
         const response = denyResponse('', 'broker_request_too_large', `the request line exceeds ${MAX_IPC_LINE_BYTES} bytes`, false);
         audit(response, {});
@@ -164,12 +189,12 @@ export async function startBrokerServer(opts: BrokerServerOptions): Promise<Brok
       size += take.length;
       if (size > MAX_IPC_LINE_BYTES) return finish(undefined);
       chunks.push(take);
-      if (nl !== -1) finish(Buffer.concat(chunks, size).toString('utf8'));
+      if (nl !== -1) finish(Buffer.concat(chunks, size));
     });
     socket.on('end', () => {
       if (done) return;
       // A client that half-closes after its line without the LF still gets an answer.
-      if (size > 0) finish(Buffer.concat(chunks, size).toString('utf8'));
+      if (size > 0) finish(Buffer.concat(chunks, size));
       else {
         done = true;
         clearTimeout(timer);
@@ -194,11 +219,18 @@ export async function startBrokerServer(opts: BrokerServerOptions): Promise<Brok
   } finally {
     process.umask(previousUmask);
   }
-  if (opts.socketGid !== undefined) {
-    chownSync(opts.socketPath, -1, opts.socketGid);
-    chmodSync(opts.socketPath, 0o660);
-  } else {
-    chmodSync(opts.socketPath, 0o600);
+  try {
+    if (opts.socketGid !== undefined) {
+      chownSync(opts.socketPath, -1, opts.socketGid);
+      chmodSync(opts.socketPath, 0o660);
+    } else {
+      chmodSync(opts.socketPath, 0o600);
+    }
+  } catch (err) {
+    // A broker that cannot set its socket's access must not serve: stop listening (which
+    // removes the socket file) and fail the start.
+    await new Promise<void>((r) => server.close(() => r()));
+    throw err;
   }
   server.on('error', (err) => log('error', 'broker socket error', { error: err.message }));
   log('info', 'broker listening', { socket: opts.socketPath, mode: opts.socketGid !== undefined ? '0660' : '0600' });

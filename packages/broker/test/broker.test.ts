@@ -144,6 +144,14 @@ test('broker policy: audiences and routes outside the allow-list are refused', (
   assert.equal(b.decide(mk('orders-api', 'orders.delete')).response.reason_code, 'broker_route_not_allowed');
 });
 
+test('broker policy: several allow rules for one audience add up (--allow given once per route)', () => {
+  const b = broker([softwareSource('svc:w')], { allow: [{ audience: 'orders-api', routes: ['orders.create'] }, { audience: 'orders-api', routes: ['orders.list'] }] });
+  const mk = (routeId: string) => buildIpcEnvelope({ method: 'GET', url: 'https://orders.example/v1/orders', audience: 'orders-api', routeId }).envelope.request;
+  assert.equal(b.decide(mk('orders.create')).response.accepted, true);
+  assert.equal(b.decide(mk('orders.list')).response.accepted, true);
+  assert.equal(b.decide(mk('orders.delete')).response.reason_code, 'broker_route_not_allowed');
+});
+
 test('a broker-issued attested_workload passport is accepted by a route whose source rule has a provenance_policy', async () => {
   const svid = { status: () => ({ ok: true as const, identity: { spiffeId: 'spiffe://example.local/ns/orders/sa/worker', trustDomain: 'example.local' } }) };
   const b = broker([spiffeSource(svid)]);

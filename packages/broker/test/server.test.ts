@@ -1,7 +1,7 @@
 import { test, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -188,5 +188,109 @@ test('an unexpected failure inside the broker is internal_error (fail closed) an
     assert.equal((await brokerIssue(socketPath, issueReq)).accepted, true);
   } finally {
     await server.close();
+  }
+});
+
+test('a client that keeps its side open after the answer is dropped after the read timeout, and holds no slot for ever', async () => {
+  const { server, socketPath } = await start({ readTimeoutMs: 150 });
+  const { envelope } = buildIpcEnvelope({ ...issueReq, requestId: 'hold-1' });
+  const started = Date.now();
+  const { answer, closedAfterMs } = await new Promise<{ answer: string; closedAfterMs: number }>((resolve, reject) => {
+    // allowHalfOpen: this client never ends its side. After the answer it keeps writing a byte
+    // now and then: once the broker has dropped the connection, a write fails (EPIPE).
+    const c = createConnection({ path: socketPath, allowHalfOpen: true });
+    let got = '';
+    let poke: NodeJS.Timeout | undefined;
+    c.on('connect', () => c.write(`${JSON.stringify(envelope)}\n`));
+    c.on('data', (d: Buffer) => (got += d.toString('utf8')));
+    c.on('end', () => (poke = setInterval(() => c.write('x'), 20)));
+    c.on('error', (err: NodeJS.ErrnoException) => {
+      clearInterval(poke);
+      c.destroy();
+      if (err.code === 'EPIPE' || err.code === 'ECONNRESET') resolve({ answer: got, closedAfterMs: Date.now() - started });
+      else reject(err);
+    });
+    setTimeout(() => {
+      clearInterval(poke);
+      c.destroy();
+      resolve({ answer: got, closedAfterMs: Infinity });
+    }, 5000).unref();
+  });
+  assert.equal((JSON.parse(answer) as { accepted: boolean }).accepted, true);
+  assert.ok(closedAfterMs >= 100 && closedAfterMs < 5000, `closed after ${closedAfterMs} ms`);
+  await server.close();
+});
+
+test('a request line that is not valid UTF-8 is broker_request_malformed, never decoded with replacements', async () => {
+  const { server, socketPath } = await start();
+  const { envelope } = buildIpcEnvelope({ ...issueReq, requestId: 'utf8-1' });
+  const text = JSON.stringify(envelope);
+  const at = text.indexOf('orders-api');
+  const line = Buffer.concat([Buffer.from(text.slice(0, at)), Buffer.from([0xff, 0xfe, 0xc0, 0x80]), Buffer.from(`${text.slice(at)}\n`)]);
+  const r = JSON.parse(await raw(socketPath, line)) as { reason_code: string; accepted: boolean; error: { message: string } };
+  assert.equal(r.accepted, false);
+  assert.equal(r.reason_code, 'broker_request_malformed');
+  assert.match(r.error.message, /not valid UTF-8/);
+  await server.close();
+});
+
+test('fields that are only whitespace are broker_request_malformed (not retryable), and no passport is signed', async () => {
+  const { server, socketPath, events } = await start();
+  for (const field of ['path', 'method', 'authority', 'route_id'] as const) {
+    const { envelope } = buildIpcEnvelope({ ...issueReq, requestId: `ws-${field}` });
+    (envelope.request.http as unknown as Record<string, unknown>)[field] = ' \t';
+    const r = await brokerExchange(socketPath, JSON.stringify(envelope));
+    assert.equal(r.reason_code, 'broker_request_malformed', `${field}: ${r.error?.message}`);
+    assert.equal(r.error?.retryable, false);
+    assert.match(r.error.message, new RegExp(field));
+    assert.equal(r.artifacts, null);
+  }
+  assert.equal(events.filter((e) => e.jti !== undefined).length, 0, 'no passport was issued');
+  await server.close();
+});
+
+test('startup does not replace a socket whose listener is alive but busy (its backlog full)', async () => {
+  const busyPath = path.join(dir, 'busy.sock');
+  // A listener that never accepts, with a backlog of 0, then filled: further connects get EAGAIN.
+  const py = execFile('python3', ['-c', `import socket,time,sys
+s=socket.socket(socket.AF_UNIX); s.bind(${JSON.stringify(busyPath)}); s.listen(0)
+cs=[]
+for i in range(8):
+    c=socket.socket(socket.AF_UNIX); c.setblocking(False)
+    try: c.connect(${JSON.stringify(busyPath)})
+    except (BlockingIOError, OSError): pass
+    cs.append(c)
+print('ready', flush=True); time.sleep(30)`]);
+  try {
+    await new Promise<void>((resolve) => py.stdout!.on('data', (d: Buffer) => (d.toString().includes('ready') ? resolve() : undefined)));
+    const inode = statSync(busyPath).ino;
+    const broker = new Broker({ policy: { issuer: 'i', trustDomain: 't', signingKey: brokerKey, kid: 'k', allow: [] }, sources: [softwareSource('s')] });
+    await assert.rejects(startBrokerServer({ socketPath: busyPath, broker }), /may be in use by a running broker/);
+    assert.equal(statSync(busyPath).ino, inode, 'the live socket is left in place');
+  } finally {
+    py.kill();
+  }
+});
+
+test('a socket whose access cannot be set (chown to a foreign group) fails the start and is not left listening', async () => {
+  // chown to a group one is not a member of is EPERM for an unprivileged user: as root, the
+  // broker runs as nobody for this test (setpriv), in a directory nobody may write.
+  const open = mkdtempSync(path.join(tmpdir(), 'tp-broker-acl-'));
+  chmodSync(open, 0o777);
+  const socketPath = path.join(open, 'acl.sock');
+  const script = `const b = await import(${JSON.stringify(path.join(repoRoot, 'packages/broker/dist/src/index.js'))});
+    const core = await import(${JSON.stringify(path.join(repoRoot, 'packages/core/dist/src/index.js'))});
+    const broker = new b.Broker({ policy: { issuer: 'i', trustDomain: 't', signingKey: core.generatePrivateKey(), kid: 'k', allow: [] }, sources: [b.softwareSource('s')] });
+    try { await b.startBrokerServer({ socketPath: ${JSON.stringify(socketPath)}, broker, socketGid: 4242 }); console.log('started'); }
+    catch (e) { console.log('refused ' + e.code); }`;
+  const args = ['--input-type=module', '-e', script];
+  const [cmd, argv] = process.getuid?.() === 0 ? ['setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, ...args]] : [process.execPath, args];
+  try {
+    const out = await new Promise<{ stdout: string; failed: boolean }>((resolve) => execFile(cmd, argv, { timeout: 10_000 }, (err, stdout) => resolve({ stdout, failed: err !== null })));
+    assert.match(out.stdout, /refused EPERM/, `the start must fail: ${out.stdout}`);
+    assert.equal(out.failed, false, 'the process ended by itself: nothing was left listening');
+    assert.equal(existsSync(socketPath), false, 'the socket file is removed');
+  } finally {
+    rmSync(open, { recursive: true, force: true });
   }
 });
