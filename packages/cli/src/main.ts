@@ -44,6 +44,7 @@ export function buildProgram(io: CliIo): Command {
       // Errors are reported once, by main(), as `trustplane: …`.
       outputError: () => undefined,
     });
+  program.hook('preAction', (_program, action) => readBooleanEnv(action));
   registerGenKey(program, io);
   registerIssue(program, io);
   registerSign(program, io);
@@ -57,6 +58,27 @@ export function buildProgram(io: CliIo): Command {
   registerUp(program, io);
   registerDemo(program, io, main);
   return program;
+}
+
+const ENV_TRUE = new Set(['1', 'true', 'yes', 'on']);
+const ENV_FALSE = new Set(['0', 'false', 'no', 'off', '']);
+
+/**
+ * Commander turns a boolean flag on whenever its environment variable is SET, whatever its
+ * value, so `TRUSTPLANE_DEV_ALLOW_UNSIGNED_BUNDLES=false` would have enabled it. The value is
+ * read here instead: 1/true/yes/on is on, 0/false/no/off (or empty) is off, anything else is a
+ * usage error.
+ */
+function readBooleanEnv(cmd: Command): void {
+  for (const o of cmd.options) {
+    if (o.envVar === undefined || o.required || o.optional || o.negate) continue;
+    const name = o.attributeName();
+    if (cmd.getOptionValueSource(name) !== 'env') continue;
+    const raw = (process.env[o.envVar] ?? '').trim().toLowerCase();
+    if (ENV_TRUE.has(raw)) continue;
+    if (!ENV_FALSE.has(raw)) throw new CliError(`${o.envVar} must be 1, true, yes or on (or 0, false, no, off), got ${JSON.stringify(process.env[o.envVar]?.slice(0, 64))}`, EXIT_USAGE);
+    cmd.setOptionValueWithSource(name, undefined, 'env');
+  }
 }
 
 function commanderExit(err: CommanderError, io: CliIo): ExitCode {

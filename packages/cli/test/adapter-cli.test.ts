@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { encodeBase64url, privateKeyFromSeed } from '@trustplane/core';
 import { makeRequest, startEchoUpstream, startRedis, redisAvailable } from '@trustplane/testkit';
-import { runBin, BUNDLE_SIGNING, writeSignedBundles, spawnAdapter, stopWithSigterm } from './helpers.js';
+import { run, runBin, BUNDLE_SIGNING, writeSignedBundles, spawnAdapter, stopWithSigterm } from './helpers.js';
 
 const SIGNING = BUNDLE_SIGNING;
 const writeBundles = writeSignedBundles;
@@ -98,6 +98,30 @@ test('two adapter processes sharing one real Redis: concurrent copies of one req
   } finally {
     await upstream.close();
     await redis.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a boolean setting from the environment is read by its value: false/0/no/off is off, a typo is a usage error', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tp-adapter-cli-'));
+  const saved = process.env['TRUSTPLANE_DEV_ALLOW_UNSIGNED_BUNDLES'];
+  try {
+    const { tm, pb } = writeBundles(dir);
+    // Without a signing key the adapter starts only with --dev-allow-unsigned-bundles on.
+    const args = ['adapter', '--upstream', 'http://127.0.0.1:1', '--bundle', tm, '--policy-bundle', pb];
+    for (const off of ['false', '0', 'no', 'OFF', '']) {
+      process.env['TRUSTPLANE_DEV_ALLOW_UNSIGNED_BUNDLES'] = off;
+      const r = await run(...args);
+      assert.equal(r.code, 2, `${JSON.stringify(off)}: ${r.stderr}`);
+      assert.match(r.stderr, /--bundle-signature-public-key is required/);
+    }
+    process.env['TRUSTPLANE_DEV_ALLOW_UNSIGNED_BUNDLES'] = 'flase';
+    const typo = await run(...args);
+    assert.equal(typo.code, 2);
+    assert.match(typo.stderr, /TRUSTPLANE_DEV_ALLOW_UNSIGNED_BUNDLES must be 1, true, yes or on \(or 0, false, no, off\), got "flase"/);
+  } finally {
+    if (saved === undefined) delete process.env['TRUSTPLANE_DEV_ALLOW_UNSIGNED_BUNDLES'];
+    else process.env['TRUSTPLANE_DEV_ALLOW_UNSIGNED_BUNDLES'] = saved;
     rmSync(dir, { recursive: true, force: true });
   }
 });
