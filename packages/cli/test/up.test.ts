@@ -65,6 +65,15 @@ test('trustplane up: adapter + broker in front of your API; the printed next ste
   assert.equal(r3.statusCode, 401);
   assert.equal(upstream.requests.length, 2);
 
+  // A second `up` on the same directory is refused before it writes anything the first would reload.
+  const bundleBytes = readFileSync(path.join(dir, 'policy-bundle.json'), 'utf8');
+  const [p2, a2] = [await freePort(), await freePort()];
+  const clash = await run('up', '--upstream', upstream.url, '--dir', dir, '--listen', `127.0.0.1:${p2}`, '--admin-listen', `127.0.0.1:${a2}`);
+  assert.equal(clash.code, 1, clash.stderr);
+  assert.match(clash.stderr, /another trustplane up is running on .*; stop it first/);
+  assert.equal(readFileSync(path.join(dir, 'policy-bundle.json'), 'utf8'), bundleBytes);
+  assert.equal((await request(`http://127.0.0.1:${port}/hello`, { headers: JSON.parse((await run(...printedCommand(out, 'sign'))).stdout) as Record<string, string> })).statusCode, 200);
+
   assert.equal(await first.stop('SIGINT'), 0);
   assert.equal(existsSync(path.join(dir, 'broker.sock')), false);
   const audit = readFileSync(path.join(dir, 'audit.jsonl'), 'utf8').trim().split('\n');

@@ -8,7 +8,8 @@
  * routed for GET/POST/PUT/PATCH/DELETE, so any request to the API can be tried at once. Real
  * deployments route explicitly (docs/bundles.md).
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import * as path from 'node:path';
 import { Option, type Command } from 'commander';
 import {
@@ -110,9 +111,13 @@ export function registerUp(program: Command, io: CliIo): void {
       const dir = path.resolve(o.dir);
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const f = (n: string) => path.join(dir, n);
+      // Another `up` running on this directory would hot-reload the bundles written below: find
+      // it before anything is written (its broker socket answers).
+      if (await socketAnswers(f('broker.sock'))) throw failure(`another trustplane up is running on ${dir} (its broker socket answers); stop it first, or use another --dir`);
 
       // Keys are created once and reused; bundles are (re)written and signed on every start, so a
-      // changed --route or --listen takes effect. Edit them with `trustplane bundle …` while running.
+      // changed --route or --listen takes effect — and edits made with `trustplane bundle …`
+      // while it runs last until the next start.
       const bundleKey = keyIn(dir, 'bundle-signing.key');
       const clientKey = keyIn(dir, 'client.key');
       const brokerKey = keyIn(dir, 'broker.key');
@@ -224,4 +229,21 @@ export function registerUp(program: Command, io: CliIo): void {
       });
       io.stderr('trustplane up: stopped\n');
     });
+}
+
+/** Whether a Unix socket exists at `p` and something accepts connections on it. */
+function socketAnswers(p: string): Promise<boolean> {
+  try {
+    if (!lstatSync(p).isSocket()) return Promise.resolve(false);
+  } catch {
+    return Promise.resolve(false);
+  }
+  return new Promise((resolve) => {
+    const c = createConnection(p);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
 }
