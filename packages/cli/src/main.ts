@@ -60,6 +60,23 @@ export function buildProgram(io: CliIo): Command {
   return program;
 }
 
+let stdoutGuarded = false;
+
+/**
+ * Output that cannot be written ends the command with one line, never a stack trace: a reader
+ * that went away (`trustplane … | head -1`, EPIPE) ends it quietly with 141, as SIGPIPE would;
+ * any other failure (a full disk: ENOSPC) is reported on stderr with exit code 1.
+ */
+function guardStdout(): void {
+  if (stdoutGuarded) return;
+  stdoutGuarded = true;
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(141);
+    process.stderr.write(`trustplane: cannot write the output: ${err.code ?? err.message}\n`);
+    process.exit(EXIT_FAILURE);
+  });
+}
+
 const ENV_TRUE = new Set(['1', 'true', 'yes', 'on']);
 const ENV_FALSE = new Set(['0', 'false', 'no', 'off', '']);
 
@@ -100,6 +117,7 @@ function commanderExit(err: CommanderError, io: CliIo): ExitCode {
  * Output goes to `io` (default: the process streams).
  */
 export async function main(argv: readonly string[], io: CliIo = processIo): Promise<ExitCode> {
+  if (io === processIo) guardStdout();
   const program = buildProgram(io);
   try {
     await program.parseAsync([...argv], { from: 'node' });

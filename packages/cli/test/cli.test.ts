@@ -84,3 +84,30 @@ test('bin: a usage error exits 2, a failure exits 1', async () => {
   assert.ok(isOneErrorLine(fail.stderr), fail.stderr);
   assert.match(fail.stderr, /ENOENT/);
 });
+
+test('output that cannot be written is one line and exit 1 (a full disk), or a quiet 141 when the reader went away', async () => {
+  const { spawn } = await import('node:child_process');
+  const { openSync, closeSync } = await import('node:fs');
+  const full = openSync('/dev/full', 'w');
+  try {
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const c = spawn(process.execPath, [binPath, 'bundle', '--help'], { stdio: ['ignore', full, 'pipe'] });
+      let stderr = '';
+      c.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      c.on('close', (code) => resolve({ code, stderr }));
+    });
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, 'trustplane: cannot write the output: ENOSPC\n');
+  } finally {
+    closeSync(full);
+  }
+  const gone = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    const c = spawn(process.execPath, [binPath, 'bundle', '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    c.stdout.destroy(); // the reader is gone before the first write
+    let stderr = '';
+    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    c.on('close', (code) => resolve({ code, stderr }));
+  });
+  assert.equal(gone.code, 141);
+  assert.equal(gone.stderr, '');
+});
