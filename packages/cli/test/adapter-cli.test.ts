@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -122,6 +122,30 @@ test('a boolean setting from the environment is read by its value: false/0/no/of
   } finally {
     if (saved === undefined) delete process.env['TRUSTPLANE_DEV_ALLOW_UNSIGNED_BUNDLES'];
     else process.env['TRUSTPLANE_DEV_ALLOW_UNSIGNED_BUNDLES'] = saved;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('config file values of the wrong type are refused, also when a flag overrides them', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tp-adapter-cli-'));
+  try {
+    const { tm, pb } = writeBundles(dir);
+    const base = ['adapter', '--upstream', 'http://127.0.0.1:1', '--bundle', tm, '--policy-bundle', pb, '--bundle-signature-public-key', SIGNING];
+    const cases: [Record<string, unknown>, string[], RegExp][] = [
+      [{ allow_jwks_fetch: 'yes' }, [], /allow_jwks_fetch must be true or false, got "yes"/],
+      [{ skew: ['1'] }, [], /skew must be a string or a number, got an array/],
+      [{ skew: true }, [], /skew must be a string or a number, got true/],
+      [{ bundle_signature_public_keys: 5 }, [], /bundle_signature_public_keys must be a string or an array of strings/],
+      [{ listen: ['127.0.0.1:1'] }, ['--listen', '127.0.0.1:0'], /listen must be a string or a number, got an array/],
+    ];
+    for (const [doc, extra, want] of cases) {
+      const file = join(dir, 'config.json');
+      writeFileSync(file, JSON.stringify(doc));
+      const r = await run(...base, '--config', file, ...extra);
+      assert.equal(r.code, 2, `${JSON.stringify(doc)}: ${r.stderr}`);
+      assert.match(r.stderr, want);
+    }
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -118,11 +118,25 @@ export function applyConfigFile(cmd: Command, configFile: string | undefined, ke
   for (const [key, value] of Object.entries(doc)) {
     const name = keys[key];
     if (name === undefined) throw usageError(`--config ${configFile}: unknown setting ${JSON.stringify(key)} (known: ${Object.keys(keys).join(', ')})`);
+    // The value's type follows the flag's kind, checked even when a flag or variable overrides it.
+    const option = cmd.options.find((o) => o.attributeName() === name);
+    const onOff = option !== undefined && !option.required && !option.optional;
+    const list = option?.parseArg === collectKeys;
+    let v: string | boolean | string[];
+    if (onOff) {
+      if (typeof value !== 'boolean') throw usageError(`--config ${configFile}: ${key} must be true or false, got ${JSON.stringify(value)}`);
+      v = value;
+    } else if (list) {
+      if (typeof value === 'string') v = collectKeys(value, undefined);
+      else if (Array.isArray(value) && value.every((x) => typeof x === 'string')) v = value.flatMap((x) => collectKeys(x, undefined));
+      else throw usageError(`--config ${configFile}: ${key} must be a string or an array of strings`);
+    } else {
+      if (typeof value !== 'string' && typeof value !== 'number') throw usageError(`--config ${configFile}: ${key} must be a string or a number, got ${Array.isArray(value) ? 'an array' : JSON.stringify(value)}`);
+      v = String(value);
+    }
     const source = cmd.getOptionValueSource(name);
     if (source !== undefined && source !== 'default') continue;
-    const ok = Array.isArray(value) ? value.every((x) => typeof x === 'string') : ['string', 'number', 'boolean'].includes(typeof value);
-    if (!ok) throw usageError(`--config ${configFile}: ${key} has the wrong type`);
-    cmd.setOptionValueWithSource(name, Array.isArray(value) ? value : typeof value === 'boolean' ? value : String(value), 'config');
+    cmd.setOptionValueWithSource(name, v, 'config');
   }
 }
 
