@@ -43,7 +43,7 @@ export const MAX_BROKER_TTL_SECONDS = 900;
 
 /** What a source can grant right now, or why it cannot. */
 export type SourceGrant =
-  | { ok: true; subject: string; provenance?: PassportProvenance }
+  | { ok: true; subject: string; provenance?: PassportProvenance; /** The grant's evidence ends here (ms); the passport's exp is capped to it. */ notAfterMs?: number }
   | { ok: false; reason: ReasonCode; detail: string; retryable: boolean };
 
 /**
@@ -213,6 +213,13 @@ export class Broker {
       if (err instanceof FormatError) return deny('broker_request_malformed', `the request cannot be described: ${err.message}`, { code: err.code });
       throw err;
     }
+    // A passport never outlives the evidence it was granted on (e.g. the SVID's notAfter).
+    let ttl = this.ttl;
+    const until = granted.grant.notAfterMs;
+    if (until !== undefined) {
+      ttl = Math.min(ttl, Math.floor(until / 1000) - Math.floor(nowMs / 1000));
+      if (ttl < 1) return deny('workload_attestation_failed', 'the attesting credential expires within a second', { requested_key_binding: required });
+    }
     const proofKey = this.opts.proofKey?.() ?? generatePrivateKey();
     const ctx = req.ctx.selected_fields.length > 0 ? req.ctx.values : undefined;
     const passport = issuePassport({
@@ -222,7 +229,7 @@ export class Broker {
       subject: granted.grant.subject,
       audience: req.http.audience,
       trustDomain: this.policy.trustDomain,
-      ttlSeconds: this.ttl,
+      ttlSeconds: ttl,
       now: nowMs,
       proofPublicKey: proofKey.publicKey,
       keyBinding,

@@ -13,7 +13,7 @@ export const SPIFFE_POSTURE = 'spiffe_svid_verified';
 
 /** What the source needs from an X.509-SVID source (WorkloadApiX509Source satisfies it). */
 export interface SvidStatusSource {
-  status(): { ok: true; identity: { spiffeId: string; trustDomain: string } } | { ok: false; code: string; detail: string };
+  status(): { ok: true; identity: { spiffeId: string; trustDomain: string; notAfterMs?: number } } | { ok: false; code: string; detail: string };
 }
 
 export function spiffeSource(svids: SvidStatusSource): SignerSource {
@@ -35,10 +35,12 @@ export function spiffeSource(svids: SvidStatusSource): SignerSource {
           retryable: unavailable,
         };
       }
-      const { spiffeId, trustDomain } = s.identity;
+      const { spiffeId, trustDomain, notAfterMs } = s.identity;
       return {
         ok: true,
         subject: spiffeId,
+        // A passport attested by this SVID does not outlive it.
+        ...(notAfterMs !== undefined ? { notAfterMs } : {}),
         provenance: { profile: SPIFFE_PROFILE, spiffe_id: spiffeId, spiffe_trust_domain: trustDomain, posture: SPIFFE_POSTURE },
       };
     },

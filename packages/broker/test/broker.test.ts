@@ -231,3 +231,17 @@ test('the ttl is bounded and a broker needs a source', () => {
   assert.throws(() => new Broker({ policy: { ...base, ttlSeconds: 0 }, sources: [softwareSource('s')] }), /ttl/);
   assert.throws(() => new Broker({ policy: base, sources: [] }), /at least one signer source/);
 });
+
+test('a passport attested by an SVID never outlives it: exp is capped at the SVID notAfter; an SVID ending within a second grants nothing', () => {
+  let notAfterMs = T0 + 60_000;
+  const svid = { status: () => ({ ok: true as const, identity: { spiffeId: 'spiffe://example.local/ns/orders/sa/worker', trustDomain: 'example.local', notAfterMs } }) };
+  const b = broker([spiffeSource(svid)]);
+  const { envelope } = buildIpcEnvelope({ method: 'GET', url: 'https://orders.example/v1/orders/ord_1', audience: 'orders-api', routeId: 'orders.get', requestedKeyBinding: 'attested_workload' });
+  const r = b.decide(envelope.request).response;
+  assert.equal(r.accepted, true, JSON.stringify(r.error));
+  assert.equal(r.expires_at! - r.issued_at!, 60, 'capped at the SVID, below the 300 s default');
+  notAfterMs = T0 + 500;
+  const late = b.decide(envelope.request).response;
+  assert.equal(late.accepted, false);
+  assert.equal(late.reason_code, 'workload_attestation_failed');
+});

@@ -286,3 +286,28 @@ test('socket addresses: unix:///path, unix:/path, a path; TCP and authorities re
   }
   assert.throws(() => new WorkloadApiX509Source({ socketPath: '/tmp/x.sock', trustDomain: 'Acme.Example' }), TypeError);
 });
+
+test('an update with no SVID withdraws the identity at once; a later SVID restores it', async () => {
+  await using h = await start(response(leafA));
+  assertOk(await h.source.ready(2000), leafA);
+  h.agent.push({ svids: [] });
+  await waitFor('withdrawn', () => !h.source.status().ok);
+  const s = h.source.status();
+  assertFails(s, 'svid_unavailable');
+  assert.match(s.ok ? '' : s.detail, /identity withdrawn by the Workload API/);
+  assert.ok(h.events.some((e) => e.type === 'svid_rejected' && e.detail.startsWith('withdrawn X.509-SVID')));
+  h.agent.push(response(leafB));
+  await waitFor('svid_updated again', () => h.count('svid_updated') === 2);
+  assertOk(h.source.status(), leafB);
+});
+
+test('PERMISSION_DENIED from the agent withdraws the identity; other stream errors keep the last valid SVID', async () => {
+  await using h = await start(response(leafA));
+  assertOk(await h.source.ready(2000), leafA);
+  h.agent.clear(); // the reconnected stream gets nothing
+  h.agent.failStreams(grpc.status.PERMISSION_DENIED, 'no identity issued');
+  await waitFor('stream_error', () => h.count('stream_error') === 1);
+  const s = h.source.status();
+  assertFails(s, 'svid_unavailable');
+  assert.match(s.ok ? '' : s.detail, /withdrawn.*PERMISSION_DENIED/);
+});

@@ -226,7 +226,7 @@ export class WorkloadApiX509Source {
     this.client = client;
     this.call = call;
     let done = false;
-    const down = (detail: string): void => {
+    const down = (detail: string, withdrawn = false): void => {
       if (done) return;
       done = true;
       client.close();
@@ -234,7 +234,12 @@ export class WorkloadApiX509Source {
         this.call = null;
         this.client = null;
       }
-      this.enqueue(() => this.streamDown(detail));
+      this.enqueue(() => {
+        // PERMISSION_DENIED: the agent says this workload has no identity (any more). The SVID
+        // held so far is withdrawn at once, not kept until it expires.
+        this.streamDown(detail);
+        if (withdrawn) this.withdraw(detail);
+      });
     };
     call.on('data', (resp: unknown) => {
       wipeKeys(resp);
@@ -247,7 +252,7 @@ export class WorkloadApiX509Source {
       const code = typeof err.code === 'number' ? (grpc.status[err.code] ?? String(err.code)) : 'UNKNOWN';
       // grpc-js appends an empty "Resolution note:" to connection failures; keep the useful part.
       const details = typeof err.details === 'string' ? err.details.replace(/\s*Resolution note:\s*$/, '').slice(0, 200) : '';
-      down(`Workload API stream failed: ${code}${details === '' ? '' : `: ${details}`}`);
+      down(`Workload API stream failed: ${code}${details === '' ? '' : `: ${details}`}`, err.code === grpc.status.PERMISSION_DENIED);
     });
     call.on('end', () => down('the Workload API ended the stream'));
   }
@@ -280,11 +285,24 @@ export class WorkloadApiX509Source {
       this.current = result;
       this.lastFailure = null;
       this.emit({ type: 'svid_updated', detail: `accepted X.509-SVID ${result.identity.spiffeId}`, identity: { ...result.identity } });
+    } else if (result.code === 'svid_unavailable' && isRecord(resp) && Array.isArray(resp['svids']) && resp['svids'].length === 0) {
+      // An update with no SVID at all: the workload is no longer entitled to one. Unlike a
+      // malformed or invalid update (the last good SVID keeps serving until it expires), this
+      // withdraws the identity now.
+      this.withdraw(result.detail);
     } else {
       if (this.current === null) this.lastFailure = result;
       this.emit({ type: 'svid_rejected', detail: `${result.code}: ${result.detail}` });
     }
     this.settle();
+  }
+
+  /** The agent withdrew this workload's identity: nothing is granted until a new SVID comes. */
+  private withdraw(detail: string): void {
+    const had = this.current;
+    this.current = null;
+    this.lastFailure = fail('svid_unavailable', `identity withdrawn by the Workload API: ${detail}`);
+    if (had !== null) this.emit({ type: 'svid_rejected', detail: `withdrawn X.509-SVID ${had.identity.spiffeId}: ${detail}` });
   }
 
   /** Picks the SVID for our trust domain and selector from one response and validates it. */
