@@ -103,8 +103,12 @@ export class IpcRequestError extends Error {
   }
 }
 
+/** Field paths name caller-chosen keys: at most this much of one goes into an error (and audit). */
+const MAX_PATH_CHARS = 200;
+
 function bad(where: string, what: string, requestId: string): never {
-  throw new IpcRequestError(`${where}: ${what}`, requestId);
+  const path = where.length > MAX_PATH_CHARS ? `${where.slice(0, MAX_PATH_CHARS)}…` : where;
+  throw new IpcRequestError(`${path}: ${what}`, requestId);
 }
 
 type Obj = JsonObject;

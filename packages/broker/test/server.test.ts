@@ -294,3 +294,15 @@ test('a socket whose access cannot be set (chown to a foreign group) fails the s
     rmSync(open, { recursive: true, force: true });
   }
 });
+
+test('an unknown field with a huge name is refused with its path cut short, in the answer and the audit event', async () => {
+  const { server, socketPath, events } = await start();
+  const { envelope } = buildIpcEnvelope({ ...issueReq, requestId: 'long-1' });
+  (envelope.request as unknown as Record<string, unknown>)['x'.repeat(100_000)] = 1;
+  const r = await brokerExchange(socketPath, JSON.stringify(envelope));
+  assert.equal(r.reason_code, 'broker_request_malformed');
+  assert.match(r.error!.message, /^\$\.request\.x+…: unknown field$/);
+  assert.ok(r.error!.message.length < 300, `${r.error!.message.length} characters`);
+  assert.ok(JSON.stringify(events.at(-1)).length < 2000);
+  await server.close();
+});
