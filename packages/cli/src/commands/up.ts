@@ -95,7 +95,7 @@ export function registerUp(program: Command, io: CliIo): void {
     .addOption(new Option('--admin-listen <host:port>', 'adapter /healthz /readyz /metrics').default('127.0.0.1:9090'))
     .addOption(new Option('--audience <aud>', 'the audience of your API').default('my-api'))
     .addOption(new Option('--route <spec>', "a route 'METHOD /path/{param}[=route.id]' (repeatable; default: a development catch-all)").argParser((v: string, p: string[] | undefined) => [...(p ?? []), v]))
-    .addOption(new Option('--audit-log <target>', 'audit events: a file path, stdout, or off (default: DIR/audit.jsonl)').default(''))
+    .addOption(new Option('--audit-log <target>', 'audit events: a file path, stdout, or off').default('', 'DIR/audit.jsonl'))
     .action(async (o: UpOptions) => {
       const { startAdapter, createAuditSink, log } = await import('@trustplane/adapter');
       const { Broker, softwareSource, startBrokerServer } = await import('@trustplane/broker');
