@@ -154,6 +154,12 @@ export function createProxyHandler(opts: ProxyOptions): ProxyHandler {
     // Junk without a passport is refused before its body is read.
     if (h['authorization'] === undefined) return early(res, started, requestId, 'missing_passport', 'no Authorization header', true);
 
+    // Only chunked framing is decoded; another transfer coding (`gzip, chunked`) would leave
+    // coded bytes to be hashed and forwarded as if they were the content.
+    const te = h['transfer-encoding'];
+    if (te !== undefined && (typeof te !== 'string' || te.trim().toLowerCase() !== 'chunked')) {
+      return early(res, started, requestId, 'malformed_request', 'a Transfer-Encoding other than chunked is not supported', true);
+    }
     let bodySha256 = EMPTY_SHA256;
     let body: Buffer | null = null;
     if (!hasNoBody(h)) {

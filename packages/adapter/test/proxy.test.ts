@@ -399,3 +399,19 @@ test('an admin port already in use fails startup, and leaves the proxy port clos
     await new Promise<void>((r) => taken.close(() => r()));
   }
 });
+
+test('a transfer coding other than chunked is 400 malformed_request; plain chunked bodies are verified as usual', async () => {
+  await withAdapter(async (a) => {
+    const before = upstream.requests.length;
+    const req = makeRequest({ ...now(), method: 'POST', path: '/v1/orders', body: 'hello' });
+    const { body: _body, ...noBody } = req;
+    const head = headLines(noBody, ['connection: close']).replace(/\r\n\r\n$/, '\r\n');
+    const coded = await exchange(a.url, `${head}transfer-encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n`);
+    assert.match(coded, /^HTTP\/1\.1 400 /);
+    assert.match(coded, /"reason":"malformed_request"/);
+    assert.equal(upstream.requests.length, before);
+    const chunked = await exchange(a.url, `${head}transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n`);
+    assert.match(chunked, /^HTTP\/1\.1 200 /);
+    assert.equal(upstream.requests.at(-1)!.body.toString(), 'hello');
+  });
+});
