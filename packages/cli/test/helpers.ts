@@ -119,12 +119,21 @@ export interface SpawnedAdapter {
 
 /** Start the adapter bin with `args` and `env`; resolves once it says it is listening. */
 export async function spawnAdapter(args: readonly string[], env: Record<string, string> = {}): Promise<SpawnedAdapter> {
-  const port = await freePort();
-  const adminPort = await freePort();
-  const child = spawn(process.execPath, [binPath, 'adapter', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`, '--audit-log', 'off', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-  // The CLI's own line: a structured log line may say "listening" earlier.
-  const stderr = await stderrUntil(child, 'trustplane adapter: listening on', 'adapter');
-  return { child, url: `http://127.0.0.1:${port}`, admin: `http://127.0.0.1:${adminPort}`, stderr };
+  // freePort() closes the port it found before the adapter binds it; meanwhile another process
+  // (an outbound connection's ephemeral port) may take it. Such a start is tried again on other
+  // ports; any other failure is the test's.
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const adminPort = await freePort();
+    const child = spawn(process.execPath, [binPath, 'adapter', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`, '--audit-log', 'off', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    try {
+      // The CLI's own line: a structured log line may say "listening" earlier.
+      const stderr = await stderrUntil(child, 'trustplane adapter: listening on', 'adapter');
+      return { child, url: `http://127.0.0.1:${port}`, admin: `http://127.0.0.1:${adminPort}`, stderr };
+    } catch (err) {
+      if (attempt >= 3 || !(err instanceof Error) || !/EADDRINUSE: address already in use 127\.0\.0\.1:(\d+)/.test(err.message)) throw err;
+    }
+  }
 }
 
 /**
