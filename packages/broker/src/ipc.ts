@@ -103,6 +103,9 @@ export class IpcRequestError extends Error {
   }
 }
 
+/** An RFC 9110 token in lower case (canonical header names). */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+
 /** Field paths name caller-chosen keys: at most this much of one goes into an error (and audit). */
 const MAX_PATH_CHARS = 200;
 
@@ -209,6 +212,9 @@ export function parseIpcLine(line: string): IpcEnvelope {
   r.noExtra(hd, ['allow_list', 'selected'], hdw);
   const allowList = r.arr(hd, 'allow_list', hdw, MAX_HEADERS).map((n, i) => {
     if (typeof n !== 'string' || n === '' || n.length > 256) bad(`${hdw}.allow_list[${i}]`, 'must be a non-empty header name', requestId);
+    // A header name is an RFC 9110 token: a `,`, `:` or `=` in one would make transcript lines
+    // 13–14 (`name:digest,name:digest`) ambiguous.
+    if (!HEADER_NAME.test(n)) bad(`${hdw}.allow_list[${i}]`, 'must be a header name (an RFC 9110 token)', requestId);
     return n;
   });
   const canonical = canonicalAllowList(allowList);

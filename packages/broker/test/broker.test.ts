@@ -204,6 +204,7 @@ test('malformed requests: each names its field and echoes the request_id when it
     ['normalized lies', mutate((e) => (e['request'].http.query.normalized = 'x=2')), /query\.normalized/],
     ['bad percent escape', mutate((e) => (e['request'].http.query.raw = 'a=%zz')), /query\.raw/],
     ['allow-list not canonical', mutate((e) => (e['request'].http.headers.allow_list = ['X-TrustPlane-Nonce'])), /allow_list/],
+    ['header name with a comma', mutate((e) => (e['request'].http.headers.allow_list = ['a,b:c'])), /allow_list\[0\]: must be a header name \(an RFC 9110 token\)/],
     ['selected out of step', mutate((e) => (e['request'].http.headers.selected = [])), /selected/],
     ['nonce header lies', mutate((e) => (e['request'].http.headers.selected[0].value_sha256 = 'a'.repeat(64))), /x-trustplane-nonce/],
     ['body hash not hex', mutate((e) => (e['request'].http.body_sha256 = 'XYZ')), /body_sha256/],
