@@ -172,6 +172,12 @@ test('bundle merge-source: non-destructive append, refusals, --replace-existing'
   await refused(2, /is the same file as --trust-material/, ...mergeArgs(w, ['--subject-exact', 'a'], ['trust.json', 'policy.json'], ['trust.json', 'p4.json']));
   await refused(1, /^trustplane: route_not_found: /, ...mergeArgs(w, ['--subject-exact', 'a', '--route-id', 'orders.delete']));
   await refused(1, /^trustplane: invalid_public_key: /, ...mergeArgs(w, ['--subject-exact', 'a', '--public-key', 'AAAA']));
+  // A pair is written whole or not at all: the policy bundle's directory is missing, so the
+  // trust material beside the old policy bundle is left as it was, with no temporary file.
+  const before = readFileSync(w.f('t3.json'), 'utf8');
+  await refused(1, /^trustplane: cannot write .*t3\.json.* and .*nowhere.*ENOENT/, ...mergeArgs(w, ['--subject-exact', 'service:other', '--kid', 'other-key-1'], again, ['t3.json', 'nowhere/p3.json']));
+  assert.equal(readFileSync(w.f('t3.json'), 'utf8'), before);
+  assert.deepEqual(readdirSync(w.f('.')).filter((n) => n.endsWith('.tmp')), []);
 });
 
 test('bundle remove-source: refuses without --confirm-remove; removes and revokes with it', async (t) => {

@@ -73,6 +73,39 @@ export function writeFileAtomic(file: string, data: string, opts: { mode: number
   }
 }
 
+/**
+ * Replace several files together (a bundle pair): every file is first written and fsynced to a
+ * temporary file beside its target, and only when all of them are on disk are they renamed over
+ * their targets. A failure while staging (a missing or read-only directory, a full disk) leaves
+ * every target as it was and no temporary file behind.
+ */
+export function writeFilesAtomic(files: readonly { readonly file: string; readonly data: string }[], mode: number): void {
+  const staged: { tmp: string; target: string }[] = [];
+  try {
+    for (const { file, data } of files) {
+      const target = path.resolve(file);
+      const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${randomBytes(8).toString('hex')}.tmp`);
+      const fd = openSync(tmp, 'wx', mode);
+      staged.push({ tmp, target });
+      try {
+        fchmodSync(fd, mode);
+        writeSync(fd, data);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    }
+    while (staged.length > 0) {
+      const { tmp, target } = staged[0]!;
+      renameSync(tmp, target);
+      staged.shift();
+      fsyncDirectory(path.dirname(target));
+    }
+  } finally {
+    for (const { tmp } of staged) rmSync(tmp, { force: true });
+  }
+}
+
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
 
 /**

@@ -103,4 +103,4 @@ export {
   type SignedFetchOptions,
 } from './signer.js';
 export * from './bundle/index.js';
-export { writeFileAtomic, trustUrlProblem } from './files.js';
+export { writeFileAtomic, writeFilesAtomic, trustUrlProblem } from './files.js';

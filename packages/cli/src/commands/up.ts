@@ -26,6 +26,7 @@ import {
 } from '@trustplane/core';
 import { failure, usageError, type CliIo } from '../output.js';
 import { writeFileAtomic } from '../files.js';
+import { writePairAtomic } from './bundle/io.js';
 import { parseHostPort } from './adapter.js';
 
 interface UpOptions {
@@ -161,8 +162,10 @@ export function registerUp(program: Command, io: CliIo): void {
         revocations: [],
       };
       const sign = (doc: object) => `${JSON.stringify(signDocument(doc, bundleKey, { kid: BUNDLE_KID, signerIssuer: BUNDLE_SIGNER }), null, 2)}\n`;
-      writeFileAtomic(f('trust-material.json'), sign(trust), { mode: 0o644, overwrite: true });
-      writeFileAtomic(f('policy-bundle.json'), sign(bundle), { mode: 0o644, overwrite: true });
+      writePairAtomic([
+        { file: f('trust-material.json'), data: sign(trust) },
+        { file: f('policy-bundle.json'), data: sign(bundle) },
+      ]);
 
       const keys = new Map([[BUNDLE_KID, parsePublicKey(encodeBase64url(bundleKey.publicKey))]]);
       const watcher = new BundleWatcher({ trustMaterialFile: f('trust-material.json'), policyBundleFile: f('policy-bundle.json'), trustMaterialKeys: keys, policyBundleKeys: keys });

@@ -9,7 +9,7 @@ import { buildBundles, isJsonObject, parseJsonBytes, type JsonObject } from '@tr
 import { readFileCapped } from '../../files.js';
 import { parseNonEmpty } from '../../options.js';
 import { CliError, failure, usageError, writeJson, writeRows, type CliIo } from '../../output.js';
-import { readDocument, refuseOverlap, writeFileAtomic } from './io.js';
+import { readDocument, refuseOverlap, writePairAtomic } from './io.js';
 
 const MAX_JWKS_BYTES = 1024 * 1024;
 
@@ -63,8 +63,7 @@ export function registerBundleBuild(bundle: Command, io: CliIo): void {
         policyBundleFile: opts.out,
         ...(opts.outTrustMaterial === undefined ? { pin: false } : { trustMaterialFile: opts.outTrustMaterial }),
       });
-      if (opts.outTrustMaterial !== undefined) writeFileAtomic(opts.outTrustMaterial, built.trustMaterialText);
-      writeFileAtomic(opts.out, built.policyBundleText);
+      writePairAtomic([...(opts.outTrustMaterial !== undefined ? [{ file: opts.outTrustMaterial, data: built.trustMaterialText }] : []), { file: opts.out, data: built.policyBundleText }]);
       const routes = built.policyBundle.route_groups.reduce((n, g) => n + g.routes.length, 0);
       const keys = built.trustMaterial.issuers.reduce((n, i) => n + i.keys.length, 0);
       if (opts.json === true) {

@@ -3,7 +3,7 @@ import { Option, type Command } from 'commander';
 import { formatPolicyBundle, formatTrustMaterial, type BundleEditResult, type PolicyBundle, type TrustMaterial } from '@trustplane/core';
 import { parseNonEmpty } from '../../options.js';
 import { writeJson, writeRows, type CliIo } from '../../output.js';
-import { readDocument, refuseOverlap, writeFileAtomic } from './io.js';
+import { readDocument, refuseOverlap, writePairAtomic } from './io.js';
 
 export interface PairFileOptions {
   trustMaterial: string;
@@ -39,10 +39,12 @@ export function readPair(o: PairFileOptions): { trust: TrustMaterial; bundle: Po
   return { trust, bundle };
 }
 
-/** Write both outputs atomically (trust material first) and report the changes. */
+/** Write both outputs atomically, as a pair (both staged, then both renamed), and report the changes. */
 export function writeEdit(o: PairFileOptions, result: BundleEditResult, io: CliIo): void {
-  writeFileAtomic(o.outTrustMaterial, formatTrustMaterial(result.trustMaterial));
-  writeFileAtomic(o.outPolicyBundle, formatPolicyBundle(result.policyBundle));
+  writePairAtomic([
+    { file: o.outTrustMaterial, data: formatTrustMaterial(result.trustMaterial) },
+    { file: o.outPolicyBundle, data: formatPolicyBundle(result.policyBundle) },
+  ]);
   if (o.json === true) {
     writeJson(io, { trust_material_file: o.outTrustMaterial, policy_bundle_file: o.outPolicyBundle, policy_version: result.policyVersion, changes: result.changes, signed: false });
     return;

@@ -6,7 +6,7 @@
 import { realpathSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError } from 'commander';
-import { MAX_BUNDLE_BYTES, parseBundleDocument, parsePublicKey, type Ed25519PublicKey, type JsonObject } from '@trustplane/core';
+import { MAX_BUNDLE_BYTES, parseBundleDocument, parsePublicKey, writeFilesAtomic, type Ed25519PublicKey, type JsonObject } from '@trustplane/core';
 import { readFileCapped, writeFileAtomic as writeAtomic } from '../../files.js';
 import { failure, usageError } from '../../output.js';
 
@@ -57,6 +57,18 @@ function systemMessage(err: unknown): string {
 /** Write a bundle document atomically (mode 0644), replacing the file: see files.ts. */
 export function writeFileAtomic(file: string, data: string): void {
   writeAtomic(file, data, { mode: 0o644, overwrite: true });
+}
+
+/**
+ * Write a bundle pair (mode 0644): both files staged first, then both renamed into place, so a
+ * failure never leaves a new trust material beside an old policy bundle.
+ */
+export function writePairAtomic(files: readonly { readonly file: string; readonly data: string }[]): void {
+  try {
+    writeFilesAtomic(files, 0o644);
+  } catch (err) {
+    throw failure(`cannot write ${files.map((f) => JSON.stringify(f.file)).join(' and ')}: ${systemMessage(err)}`, undefined, err);
+  }
 }
 
 /** `--public-key` values → imported keys (exit 1 `invalid_public_key` for a bad one). */
