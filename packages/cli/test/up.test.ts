@@ -91,7 +91,14 @@ test('trustplane up: adapter + broker in front of your API; the printed next ste
   assert.equal(await second.stop('SIGTERM'), 0);
 });
 
-test('trustplane up: bad input is one clear line', async () => {
+test('trustplane up: bad input is one clear line', async (t) => {
+  // A route given twice makes bundles the adapter would refuse: exit 2 before any bundle is written.
+  const dir = path.join(tempDir(t), 'state');
+  const twice = await run('up', '--upstream', 'http://127.0.0.1:1', '--dir', dir, '--route', 'GET /a=r.a', '--route', 'GET /b=r.a');
+  assert.equal(twice.code, 2, twice.stderr);
+  assert.match(twice.stderr, /^trustplane: these flags make bundles that would not load: .*r\.a/);
+  assert.equal(twice.stderr.trim().split('\n').length, 1, twice.stderr);
+  assert.equal(existsSync(path.join(dir, 'policy-bundle.json')), false);
   const noUpstream = await run('up');
   assert.equal(noUpstream.code, 2);
   assert.match(noUpstream.stderr, /--upstream/);

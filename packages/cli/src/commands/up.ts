@@ -18,6 +18,7 @@ import {
   encodeBase64url,
   formatPrivateKey,
   generatePrivateKey,
+  parseBundlePair,
   parsePublicKey,
   readPrivateKeyFile,
   signDocument,
@@ -162,12 +163,21 @@ export function registerUp(program: Command, io: CliIo): void {
         revocations: [],
       };
       const sign = (doc: object) => `${JSON.stringify(signDocument(doc, bundleKey, { kid: BUNDLE_KID, signerIssuer: BUNDLE_SIGNER }), null, 2)}\n`;
+      const trustText = sign(trust);
+      const bundleText = sign(bundle);
+      const keys = new Map([[BUNDLE_KID, parsePublicKey(encodeBase64url(bundleKey.publicKey))]]);
+      // Loaded in memory first: flags that make a pair the adapter would refuse (a --route given
+      // twice) stop here, before the pair on disk is replaced.
+      try {
+        parseBundlePair(Buffer.from(trustText), Buffer.from(bundleText), { trustMaterialKeys: keys, policyBundleKeys: keys, trustMaterialFile: f('trust-material.json'), policyBundleFile: f('policy-bundle.json') });
+      } catch (err) {
+        throw usageError(`these flags make bundles that would not load: ${err instanceof Error ? err.message : String(err)}`);
+      }
       writePairAtomic([
-        { file: f('trust-material.json'), data: sign(trust) },
-        { file: f('policy-bundle.json'), data: sign(bundle) },
+        { file: f('trust-material.json'), data: trustText },
+        { file: f('policy-bundle.json'), data: bundleText },
       ]);
 
-      const keys = new Map([[BUNDLE_KID, parsePublicKey(encodeBase64url(bundleKey.publicKey))]]);
       const watcher = new BundleWatcher({ trustMaterialFile: f('trust-material.json'), policyBundleFile: f('policy-bundle.json'), trustMaterialKeys: keys, policyBundleKeys: keys });
       const rejected: string[] = [];
       watcher.on('rejected', (e: BundleRejectedEvent) => {
