@@ -12,6 +12,9 @@ import { log, type AuditSink } from './audit-sink.js';
 import { closeNow, listenOn, urlOf } from './admin.js';
 import { createVerifying, startVerifyingAdmin, type VerifyingOptions } from './verifying.js';
 
+/** The malformed_request denial, written raw to a socket that Node's HTTP layer does not answer. */
+const MALFORMED_RAW = 'HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"allowed":false,"reason":"malformed_request"}';
+
 export interface AdapterOptions extends VerifyingOptions {
   listen: { host: string; port: number };
   upstream: string;
@@ -53,14 +56,14 @@ export async function startAdapter(opts: AdapterOptions): Promise<RunningAdapter
   server.on('checkContinue', handler.checkContinue);
   // CONNECT (a tunnel) is not something a verifying proxy does: a denial, not a dropped socket.
   server.on('connect', (_req, socket: Socket) => {
-    socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"allowed":false,"reason":"malformed_request"}');
+    socket.end(MALFORMED_RAW);
   });
   server.on('clientError', (_err, socket) => {
     // A response still in progress on this connection (a keep-alive client sent a malformed
     // request while the previous answer streams) must not get bytes spliced into it: close.
     const inProgress = (socket as { _httpMessage?: unknown })._httpMessage;
     if (socket.writable && (inProgress === undefined || inProgress === null)) {
-      socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"allowed":false,"reason":"malformed_request"}');
+      socket.end(MALFORMED_RAW);
     } else socket.destroy();
   });
   const addr = await listenOn(server, opts.listen.host, opts.listen.port);

@@ -98,10 +98,9 @@ function isReservedName(name: string): boolean {
  * The headers to send upstream for an allowed request, as a flat [name, value, …] list: the
  * inbound headers minus credentials, TrustPlane headers, X-Request-Id (also their spellings
  * with `_`), `Expect`, hop-by-hop and Connection-nominated ones; then the verified identity, the
- * request id and the body length.
+ * request id and the body length. `nominated`: the request's `unforwardedHeaders`.
  */
-export function upstreamRequestHeaders(raw: readonly string[], headers: InboundHeaders, decision: AllowDecision, requestId: string, bodyLength: number): string[] {
-  const nominated = unforwardedHeaders(headers);
+export function upstreamRequestHeaders(raw: readonly string[], nominated: ReadonlySet<string> | undefined, decision: AllowDecision, requestId: string, bodyLength: number): string[] {
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();

@@ -190,7 +190,7 @@ export function createProxyHandler(opts: ProxyOptions): ProxyHandler {
       // Forwarded first (the request is on the upstream socket when dispatch returns), so the
       // upstream works while this process records the decision. The decision is recorded and
       // audited whatever happens to the forwarding.
-      if (!state.gone) forward(req, res, upstreamRequestHeaders(raw, h, decision, requestId, body === null ? 0 : body.length), body, requestId, started, state);
+      if (!state.gone) forward(req, res, upstreamRequestHeaders(raw, unforwarded, decision, requestId, body === null ? 0 : body.length), body, requestId, started, state);
     } finally {
       record(decision, verifySeconds);
       audit(decision, requestId);

@@ -41,22 +41,22 @@ export interface BrokerServer {
   close(): Promise<void>;
 }
 
-/** Refuse to clobber anything but a stale socket nobody listens on. */
-async function clearStaleSocket(socketPath: string): Promise<void> {
-  let st;
+/**
+ * What is at `socketPath`: nothing, something that is not a socket, a socket something accepts
+ * connections on (`live`), one nobody listens on (`stale`: the connect is refused), or `unknown`
+ * with the connect error that proves neither (EAGAIN from a full backlog, EACCES, no answer).
+ */
+export async function probeSocket(socketPath: string): Promise<'absent' | 'not_socket' | 'live' | 'stale' | { unknown: string }> {
   try {
-    st = lstatSync(socketPath);
+    if (!lstatSync(socketPath).isSocket()) return 'not_socket';
   } catch {
-    return; // nothing there
+    return 'absent';
   }
-  if (!st.isSocket()) throw new Error(`${socketPath} exists and is not a socket; refusing to replace it`);
-  // Only a refused connection proves nobody listens: any other failure (EAGAIN from a full
-  // backlog, EACCES, a timeout) may be a live, busy broker, which must not be replaced.
-  const probe = await new Promise<string>((resolve) => {
+  return new Promise((resolve) => {
     const c = createConnection(socketPath);
     const timer = setTimeout(() => {
       c.destroy();
-      resolve('no answer within 2 s');
+      resolve({ unknown: 'no answer within 2 s' });
     }, 2000);
     c.once('connect', () => {
       clearTimeout(timer);
@@ -65,12 +65,18 @@ async function clearStaleSocket(socketPath: string): Promise<void> {
     });
     c.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      resolve(err.code === 'ECONNREFUSED' ? 'stale' : err.code === 'ENOENT' ? 'gone' : (err.code ?? err.message));
+      resolve(err.code === 'ECONNREFUSED' ? 'stale' : err.code === 'ENOENT' ? 'absent' : { unknown: err.code ?? err.message });
     });
   });
-  if (probe === 'gone') return;
-  if (probe === 'live') throw new Error(`${socketPath} is in use by a running broker`);
-  if (probe !== 'stale') throw new Error(`${socketPath} may be in use by a running broker (connecting to it failed: ${probe}); refusing to replace it`);
+}
+
+/** Refuse to clobber anything but a stale socket nobody listens on (only a refused connect proves that). */
+async function clearStaleSocket(socketPath: string): Promise<void> {
+  const found = await probeSocket(socketPath);
+  if (found === 'absent') return;
+  if (found === 'not_socket') throw new Error(`${socketPath} exists and is not a socket; refusing to replace it`);
+  if (found === 'live') throw new Error(`${socketPath} is in use by a running broker`);
+  if (found !== 'stale') throw new Error(`${socketPath} may be in use by a running broker (connecting to it failed: ${found.unknown}); refusing to replace it`);
   unlinkSync(socketPath);
 }
 

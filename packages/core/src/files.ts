@@ -33,26 +33,15 @@ function errnoCode(err: unknown): string | undefined {
  * write is never clobbered. The temp file never outlives the call. Errors are Node's own.
  */
 export function writeFileAtomic(file: string, data: string, opts: { mode: number; overwrite: boolean }): void {
+  if (opts.overwrite) {
+    writeFilesAtomic([{ file, data }], opts.mode);
+    return;
+  }
   const target = path.resolve(file);
   const dir = path.dirname(target);
-  const tmp = path.join(dir, `.${path.basename(target)}.${randomBytes(8).toString('hex')}.tmp`);
-  const fd = openSync(tmp, 'wx', opts.mode);
+  const tmp = stageTemp(target, data, opts.mode);
   let tmpExists = true;
   try {
-    try {
-      // The umask can only clear bits, but pin the mode anyway (0600 for private keys).
-      fchmodSync(fd, opts.mode);
-      writeSync(fd, data);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    if (opts.overwrite) {
-      renameSync(tmp, target);
-      tmpExists = false;
-      fsyncDirectory(dir);
-      return;
-    }
     try {
       linkSync(tmp, target);
     } catch (err) {
@@ -84,16 +73,7 @@ export function writeFilesAtomic(files: readonly { readonly file: string; readon
   try {
     for (const { file, data } of files) {
       const target = path.resolve(file);
-      const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${randomBytes(8).toString('hex')}.tmp`);
-      const fd = openSync(tmp, 'wx', mode);
-      staged.push({ tmp, target });
-      try {
-        fchmodSync(fd, mode);
-        writeSync(fd, data);
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
+      staged.push({ tmp: stageTemp(target, data, mode), target });
     }
     while (staged.length > 0) {
       const { tmp, target } = staged[0]!;
@@ -104,6 +84,29 @@ export function writeFilesAtomic(files: readonly { readonly file: string; readon
   } finally {
     for (const { tmp } of staged) rmSync(tmp, { force: true });
   }
+}
+
+/**
+ * A temp file beside `target`, created exclusively ('wx') with `mode`, filled and fsynced; its
+ * path. On failure it is removed and the error thrown.
+ */
+function stageTemp(target: string, data: string, mode: number): string {
+  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${randomBytes(8).toString('hex')}.tmp`);
+  const fd = openSync(tmp, 'wx', mode);
+  try {
+    try {
+      // The umask can only clear bits, but pin the mode anyway (0600 for private keys).
+      fchmodSync(fd, mode);
+      writeSync(fd, data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+  return tmp;
 }
 
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);

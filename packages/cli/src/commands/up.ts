@@ -8,8 +8,7 @@
  * routed for GET/POST/PUT/PATCH/DELETE, so any request to the API can be tried at once. Real
  * deployments route explicitly (docs/bundles.md).
  */
-import { existsSync, lstatSync, mkdirSync, readFileSync } from 'node:fs';
-import { createConnection } from 'node:net';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Option, type Command } from 'commander';
 import {
@@ -100,7 +99,7 @@ export function registerUp(program: Command, io: CliIo): void {
     .addOption(new Option('--audit-log <target>', 'audit events: a file path, stdout, or off').default('', 'DIR/audit.jsonl'))
     .action(async (o: UpOptions) => {
       const { startAdapter, createAuditSink, log } = await import('@trustplane/adapter');
-      const { Broker, softwareSource, startBrokerServer } = await import('@trustplane/broker');
+      const { Broker, probeSocket, softwareSource, startBrokerServer } = await import('@trustplane/broker');
       try {
         const u = new URL(o.upstream);
         if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('not http(s)');
@@ -115,7 +114,7 @@ export function registerUp(program: Command, io: CliIo): void {
       const f = (n: string) => path.join(dir, n);
       // Another `up` running on this directory would hot-reload the bundles written below: find
       // it before anything is written (its broker socket answers).
-      if (await socketAnswers(f('broker.sock'))) throw failure(`another trustplane up is running on ${dir} (its broker socket answers); stop it first, or use another --dir`);
+      if ((await probeSocket(f('broker.sock'))) === 'live') throw failure(`another trustplane up is running on ${dir} (its broker socket answers); stop it first, or use another --dir`);
 
       // Keys are created once and reused; bundles are (re)written and signed on every start, so a
       // changed --route or --listen takes effect — and edits made with `trustplane bundle …`
@@ -242,21 +241,4 @@ export function registerUp(program: Command, io: CliIo): void {
       });
       io.stderr('trustplane up: stopped\n');
     });
-}
-
-/** Whether a Unix socket exists at `p` and something accepts connections on it. */
-function socketAnswers(p: string): Promise<boolean> {
-  try {
-    if (!lstatSync(p).isSocket()) return Promise.resolve(false);
-  } catch {
-    return Promise.resolve(false);
-  }
-  return new Promise((resolve) => {
-    const c = createConnection(p);
-    c.once('connect', () => {
-      c.destroy();
-      resolve(true);
-    });
-    c.once('error', () => resolve(false));
-  });
 }
