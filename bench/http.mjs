@@ -23,11 +23,12 @@
 // Env: BENCH_HTTP_SECONDS (10), BENCH_HTTP_WARMUP_SECONDS (2), BENCH_HTTP_REQUESTS (70000).
 // For investigating one cell: BENCH_HTTP_ONLY=pinned:memory:64,pinned:bare:64 runs only those
 // cells and writes no results; BENCH_HTTP_ADAPTER_NODE_ARGS (e.g. --cpu-prof
-// --cpu-prof-dir=/tmp/prof) are given to the adapter's node only. One cell runs only when named
-// in BENCH_HTTP_ONLY: `verifier-proxy`, the bare proxy running the real core Verifier (memory
-// store) per request, which splits the adapter's cost above the ceiling into the verifier's and
-// the adapter's HTTP handling's (e.g. BENCH_HTTP_ONLY=pinned:ceiling:1,pinned:verifier-proxy:1,
-// pinned:memory:1,pinned:bare:1).
+// --cpu-prof-dir=/tmp/prof) are given to the adapter's node only, BENCH_HTTP_BARE_NODE_ARGS to
+// the bare proxy's and the ceilings'. Two cells run only when named in BENCH_HTTP_ONLY:
+// `verifier-proxy` and `verifier-proxy-redis`, the bare proxy running the real core Verifier
+// (memory store; the adapter's Redis store) per request, which split the adapter's cost above
+// the ceiling into the verifier's and the adapter's HTTP handling's (e.g.
+// BENCH_HTTP_ONLY=pinned:ceiling:1,pinned:verifier-proxy:1,pinned:memory:1,pinned:bare:1).
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, mkdirSync, existsSync } from 'node:fs';
@@ -162,14 +163,14 @@ async function startRedis(cpuList, dir) {
 }
 
 /** The bare proxy and the ceilings built on it run no adapter; reusing a request slice is harmless. */
-const isBaseline = (kind) => kind === 'bare' || kind.startsWith('ceiling') || kind === 'verifier-proxy';
+const isBaseline = (kind) => kind === 'bare' || kind.startsWith('ceiling') || kind.startsWith('verifier-proxy');
 
 async function startBare(cpuList, upstream, mode = 'bare', redisUrl = undefined) {
   const port = await freePort();
-  const extra = mode === 'ceiling' ? ['floor'] : mode === 'ceiling-redis' ? ['floor-redis', redisUrl] : mode === 'verifier-proxy' ? ['verify', env.tm, env.pb, env.signing] : [];
+  const extra = mode === 'ceiling' ? ['floor'] : mode === 'ceiling-redis' ? ['floor-redis', redisUrl] : mode === 'verifier-proxy' ? ['verify', env.tm, env.pb, env.signing] : mode === 'verifier-proxy-redis' ? ['verify-redis', env.tm, env.pb, env.signing, redisUrl] : [];
   // ceiling-ipc: two processes, the proxy asking its parent for every consume (ipc-parent.mjs).
   const script = mode === 'ceiling-ipc' ? './lib/ipc-parent.mjs' : './lib/bare-proxy.mjs';
-  const c = launch(cpuList, process.execPath, [fileURLToPath(new URL(script, import.meta.url)), String(port), upstream, ...extra]);
+  const c = launch(cpuList, process.execPath, [...(process.env.BENCH_HTTP_BARE_NODE_ARGS?.split(' ').filter(Boolean) ?? []), fileURLToPath(new URL(script, import.meta.url)), String(port), upstream, ...extra]);
   const url = await waitFor(c, 'bare proxy', () => /READY (\S+)/.exec(c.output())?.[1]);
   return { child: c, url, pids: () => processTree(c.pid) };
 }
@@ -250,7 +251,7 @@ async function startServer(kind, pinned, upstream, extraNodeArgs = []) {
   const cpu = pinned ? '0' : undefined;
   const infra = pinned ? '1' : undefined;
   let redis;
-  if (kind === 'redis' || kind === 'ceiling-redis') redis = await startRedis(infra, dir);
+  if (kind === 'redis' || kind === 'ceiling-redis' || kind === 'verifier-proxy-redis') redis = await startRedis(infra, dir);
   const workers = pinned ? 1 : 'auto';
   const server = isBaseline(kind) ? await startBare(cpu, upstream, kind, redis?.url) : await startAdapter(cpu, upstream, kind === 'memory' ? 'memory' : redis.url, workers, env, extraNodeArgs);
   return { server, redis, workers: isBaseline(kind) ? 1 : pinned ? 1 : CORES };
@@ -397,7 +398,7 @@ if (RSS_MODE) {
 } else {
   const cells = [];
   for (const pinned of CAN_PIN ? [true, false] : [false]) {
-    const kinds = ['bare', 'ceiling', ...(pinned ? [] : ['ceiling-ipc']), ...(HAVE_REDIS ? ['ceiling-redis'] : []), ...(ONLY === undefined ? [] : ['verifier-proxy']), 'memory', ...(HAVE_REDIS ? ['redis'] : [])];
+    const kinds = ['bare', 'ceiling', ...(pinned ? [] : ['ceiling-ipc']), ...(HAVE_REDIS ? ['ceiling-redis'] : []), ...(ONLY === undefined ? [] : ['verifier-proxy', ...(HAVE_REDIS ? ['verifier-proxy-redis'] : [])]), 'memory', ...(HAVE_REDIS ? ['redis'] : [])];
     // The ceilings run one proxy process: unpinned they stand for one connection's path (c=1);
     // with a consume round trip (Redis, or the parent process as the memory store's primary)
     // they exist for the c=1 latency targets.
@@ -471,7 +472,7 @@ if (bare1 !== undefined && result.floor !== undefined) {
 if (result.rss !== undefined) for (const r of result.rss.runs) add(`RSS growth over ${r.seconds} s load, adapter+${r.server === 'memory' ? 'memory (excluding live jtis)' : 'Redis'}, %`, r.server === 'memory' ? r.growth_excluding_live_jtis_pct : r.growth_pct, 10, '<=', [r.server === 'memory' ? `raw ${r.growth_pct} %, of which live jti state ${r.live_jti_state_mb} MB` : '', r.live_heap_after_major_gc === undefined ? '' : `live heap after each major GC: ${r.live_heap_after_major_gc.map((g) => `${g.live_heap_mb} MB at ${g.t_s} s`).join(', ') || 'no major GC in the run'}`].filter(Boolean).join('; '));
 result.ratios = ratios;
 
-const label = { bare: 'bare undici proxy', ceiling: 'bare proxy + crypto floor (the ceiling)', 'ceiling-redis': 'bare proxy + crypto floor + one Redis SET NX', 'ceiling-ipc': 'bare proxy + crypto floor + one IPC round trip to a parent process', 'verifier-proxy': 'bare proxy + the core Verifier (memory store)', memory: 'adapter, memory store', redis: 'adapter, Redis store' };
+const label = { bare: 'bare undici proxy', ceiling: 'bare proxy + crypto floor (the ceiling)', 'ceiling-redis': 'bare proxy + crypto floor + one Redis SET NX', 'ceiling-ipc': 'bare proxy + crypto floor + one IPC round trip to a parent process', 'verifier-proxy': 'bare proxy + the core Verifier (memory store)', 'verifier-proxy-redis': 'bare proxy + the core Verifier (Redis store)', memory: 'adapter, memory store', redis: 'adapter, Redis store' };
 const rows = (result.cells ?? []).map((c) => `| ${c.pinned ? 'one core' : 'unpinned'} | ${label[c.server]}${c.workers > 1 ? ` (${c.workers} workers)` : ''}${c.baseline_runs ? ` (faster of 2 runs: ${c.baseline_runs.map((x) => x.toLocaleString('en-US')).join(' / ')} req/s)` : ''} | ${c.connections} | ${c.req_per_s.toLocaleString('en-US')} | ${c.p50_ms.toFixed(2)} | ${c.p99_ms.toFixed(2)} | ${c.server_cpu_us_per_req}${c.redis_cpu_us_per_req !== undefined ? ` (+${c.redis_cpu_us_per_req} redis)` : ''} | ${c.server_cpu_cores} | ${c.rss_mb} | ${c.non2xx}${c.valid ? '' : ' INVALID'} | ${c.other_load_cores ?? ''}${c.noisy ? ' (noisy)' : ''} |`);
 let md = `| run | server | c | req/s | p50 ms | p99 ms | server CPU µs/req | server cores busy | RSS MB | non-2xx | other tenants' load, cores |\n|---|---|---|---|---|---|---|---|---|---|---|\n${rows.join('\n')}\n\n`;
 md += `| target | measured | target | |\n|---|---|---|---|\n${ratios.map((r) => `| ${r.name} | ${r.value}${r.note ? ` (${r.note})` : ''} | ${r.cmp === '>=' ? '≥' : '≤'} ${r.target} | ${r.met ? 'met' : 'NOT met'} |`).join('\n')}\n`;

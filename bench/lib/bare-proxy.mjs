@@ -16,7 +16,10 @@
 // With `verify <trust material> <policy bundle> <kid=public key>` instead, each request goes
 // through the real core Verifier (memory replay store) before forwarding, batched per turn like
 // the adapter: the adapter's verification without its HTTP handling (an investigation cell,
-// bench:http's `verifier-proxy`, that splits the adapter's cost above the ceiling in two).
+// bench:http's `verifier-proxy`, that splits the adapter's cost above the ceiling in two). With
+// `verify-redis <trust material> <policy bundle> <kid=public key> <redis URL>`, the same with the
+// adapter's Redis replay store (`verifier-proxy-redis`): the adapter's verification and consume
+// round trip without its HTTP handling, audit and metrics.
 import { createServer } from 'node:http';
 import { Pool } from 'undici';
 import { setImmediate } from 'node:timers';
@@ -56,13 +59,19 @@ if (mode === 'floor-redis') {
 }
 let verifier;
 let bodyDigest;
-if (mode === 'verify') {
+if (mode === 'verify' || mode === 'verify-redis') {
   const core = await import('../../packages/core/dist/src/index.js');
-  const [trustMaterialFile, policyBundleFile, signing] = process.argv.slice(5);
+  const [trustMaterialFile, policyBundleFile, signing, verifyRedisUrl] = process.argv.slice(5);
   const eq = signing.indexOf('=');
   const keys = new Map([[signing.slice(0, eq), core.getEd25519Backend().importPublicKey(core.decodeBase64url(signing.slice(eq + 1), 43))]]);
   const pair = core.loadBundlePair({ trustMaterialFile, policyBundleFile, trustMaterialKeys: keys, policyBundleKeys: keys });
-  verifier = new core.Verifier({ policy: new core.StaticPolicyProvider(pair.policy), replayStore: new core.MemoryReplayStore() });
+  let replayStore = new core.MemoryReplayStore();
+  if (mode === 'verify-redis') {
+    const { RedisReplayStore } = await import('../../packages/adapter/dist/src/index.js');
+    replayStore = new RedisReplayStore(verifyRedisUrl);
+    await replayStore.ready();
+  }
+  verifier = new core.Verifier({ policy: new core.StaticPolicyProvider(pair.policy), replayStore });
   bodyDigest = (chunks) => (chunks.length === 0 ? core.EMPTY_SHA256 : core.sha256Hex(Buffer.concat(chunks)));
 }
 const turn = [];
