@@ -52,7 +52,9 @@ export async function startAdapter(opts: AdapterOptions): Promise<RunningAdapter
     audit: opts.audit,
     clock,
   });
-  const server = createServer({ headersTimeout: opts.headersTimeoutMs ?? 10_000, requestTimeout: opts.requestTimeoutMs ?? 30_000, keepAliveTimeout: opts.keepAliveTimeoutMs ?? 5_000 }, handler);
+  // requireHostHeader off: the handler denies a request without a Host `malformed_request` (JSON,
+  // audited) where node:http would answer a bare 400 of its own.
+  const server = createServer({ headersTimeout: opts.headersTimeoutMs ?? 10_000, requestTimeout: opts.requestTimeoutMs ?? 30_000, keepAliveTimeout: opts.keepAliveTimeoutMs ?? 5_000, requireHostHeader: false }, handler);
   server.on('checkContinue', handler.checkContinue);
   // CONNECT (a tunnel) is not something a verifying proxy does: a denial, not a dropped socket.
   server.on('connect', (_req, socket: Socket) => {

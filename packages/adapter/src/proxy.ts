@@ -151,6 +151,11 @@ export function createProxyHandler(opts: ProxyOptions): ProxyHandler {
     const requestId = requestIdOf(h);
     const target = splitTarget(req.url ?? '');
     if (target === undefined) return early(res, started, requestId, 'malformed_request', 'request target is not in origin-form');
+    // RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host (the server leaves this to us, so
+    // that the answer is a denial with its reason code, counted and audited like any other).
+    const host = h['host'];
+    const hostProblem = Array.isArray(host) ? 'more than one Host header' : host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1 ? 'no Host header' : undefined;
+    if (hostProblem !== undefined) return early(res, started, requestId, 'malformed_request', hostProblem, true);
     // Junk without a passport is refused before its body is read.
     if (h['authorization'] === undefined) return early(res, started, requestId, 'missing_passport', 'no Authorization header', true);
 

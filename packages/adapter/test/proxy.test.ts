@@ -205,6 +205,36 @@ test('a request target that is not origin-form, or a CONNECT, is 400 malformed_r
   });
 });
 
+/** The raw HTTP/1.x text of a signed GET, with the given Host lines (none, one, two). */
+function rawSignedGet(r: VerifyRequest, hostLines: string, version = '1.1'): string {
+  let head = `GET ${r.path}${r.query ? `?${r.query}` : ''} HTTP/${version}\r\n${hostLines}`;
+  for (const [k, v] of Object.entries(r.headers)) if (typeof v === 'string') head += `${k}: ${v}\r\n`;
+  return `${head}connection: close\r\n\r\n`;
+}
+
+test('an HTTP/1.1 request without a Host, or with two, is 400 malformed_request (JSON, audited); its jti stays unused', async () => {
+  await withAdapter(async (a, audit) => {
+    const before = upstream.requests.length;
+    const noHost = makeRequest(now());
+    const raw = await rawHttp(a.url, rawSignedGet(noHost, ''));
+    assert.match(raw, /^HTTP\/1\.1 400 /);
+    assert.match(raw, /\{"allowed":false,"reason":"malformed_request"\}/);
+    const twoHosts = makeRequest(now());
+    const raw2 = await rawHttp(a.url, rawSignedGet(twoHosts, 'host: a.example\r\nhost: b.example\r\n'));
+    assert.match(raw2, /^HTTP\/1\.1 400 /);
+    assert.match(raw2, /\{"allowed":false,"reason":"malformed_request"\}/);
+    assert.equal(upstream.requests.length, before);
+    const details = audit.events.filter((e) => e.reason_code === 'malformed_request').map((e) => e.detail_reason);
+    assert.deepEqual(details, ['no Host header', 'more than one Host header']);
+    // Denied before verification: both passports are still unused.
+    assert.equal((await send(a, noHost)).status, 200);
+    assert.equal((await send(a, twoHosts)).status, 200);
+    // HTTP/1.0 has no Host requirement: the same kind of request is verified and forwarded.
+    const raw10 = await rawHttp(a.url, rawSignedGet(makeRequest(now()), '', '1.0'));
+    assert.match(raw10, /^HTTP\/1\.1 200 /);
+  });
+});
+
 test('admin endpoints: healthz, readyz, and metrics with decisions by reason and route', async () => {
   await withAdapter(async (a) => {
     await send(a, makeRequest(now()));

@@ -3,7 +3,7 @@
  * (SPEC §3) — the key file, issuer, subject, audience, trust domain, kid and lifetime.
  */
 import { Option, type Command } from 'commander';
-import { DEFAULT_PASSPORT_TTL_SECONDS, issuePassport, type Ed25519PrivateKey, type IssuedPassport } from '@trustplane/core';
+import { DEFAULT_MAX_LIFETIME_SECONDS, DEFAULT_PASSPORT_TTL_SECONDS, issuePassport, type Ed25519PrivateKey, type IssuedPassport } from '@trustplane/core';
 import { defaultKid, loadPrivateKey } from './files.js';
 import { parseNonEmpty, parsePositiveInt, parseText } from './options.js';
 
@@ -34,9 +34,16 @@ export interface SelfIssued {
   readonly passport: IssuedPassport;
 }
 
-/** Load the key and issue a fresh self-issued software passport (new jti) for now. */
-export function issueSelfPassport(opts: IdentityOptions, now: number = Date.now()): SelfIssued {
+/**
+ * Load the key and issue a fresh self-issued software passport (new jti) for now. A lifetime
+ * longer than verifiers accept by default is still issued (a verifier may be configured for it),
+ * with a warning through `warn`: by default it would be denied `passport_lifetime_exceeded`.
+ */
+export function issueSelfPassport(opts: IdentityOptions, warn: (line: string) => void, now: number = Date.now()): SelfIssued {
   const key = loadPrivateKey(opts.privateKey);
+  if (opts.ttl > DEFAULT_MAX_LIFETIME_SECONDS) {
+    warn(`trustplane: warning: --ttl ${opts.ttl} is longer than verifiers accept by default (${DEFAULT_MAX_LIFETIME_SECONDS} s): one without a longer --max-lifetime denies this passport passport_lifetime_exceeded\n`);
+  }
   const kid = opts.kid ?? defaultKid(key.publicKey);
   const passport = issuePassport({
     signingKey: key,

@@ -55,6 +55,29 @@ test('issue: --ttl must be a positive integer (usage error, exit 2); bad key fil
   assert.match(badKey.stderr, /invalid_private_key/);
 });
 
+test('issue: a --ttl past the default maximum lifetime is issued with one warning line; verifiers deny it unless configured for it', async (t) => {
+  const keyFile = writeKeyFile(tempDir(t));
+  const atMax = await run('issue', ...identityArgs(keyFile, ['--ttl', '900']));
+  assert.equal(atMax.code, 0, atMax.stderr);
+  assert.equal(atMax.stderr, '');
+
+  const long = await run('issue', ...identityArgs(keyFile, ['--ttl', '3600']));
+  assert.equal(long.code, 0, long.stderr);
+  assert.equal(long.stderr, 'trustplane: warning: --ttl 3600 is longer than verifiers accept by default (900 s): one without a longer --max-lifetime denies this passport passport_lifetime_exceeded\n');
+  const token = long.stdout.trim();
+  const { payload } = decodePassportUnverified(token);
+  assert.equal((payload['exp'] as number) - (payload['iat'] as number), 3600);
+  await expectInvalid(['--token', token, '--public-key', testPublicKey], 'passport_lifetime_exceeded');
+  const configured = await run('verify', '--token', token, '--public-key', testPublicKey, '--max-lifetime', '3600');
+  assert.equal(configured.code, 0, configured.stderr);
+
+  // `sign` shares the identity options and the warning; its request stays on stdout.
+  const signed = await run('sign', ...identityArgs(keyFile, ['--ttl', '1000', '--method', 'GET', '--url', 'http://127.0.0.1:1/v1/x', '--route-id', 'r']));
+  assert.equal(signed.code, 0, signed.stderr);
+  assert.match(signed.stderr, /^trustplane: warning: --ttl 1000 is longer than verifiers accept by default \(900 s\)/);
+  assert.notEqual(signed.stdout, '');
+});
+
 test('issue → verify round trip: exit 0 and the claims', async (t) => {
   const keyFile = writeKeyFile(tempDir(t));
   const token = await issueToken(keyFile);

@@ -43,7 +43,7 @@ export const REASONS = {
   unsigned_required_header: { status: 403, origin: 'extension', meaning: 'The route requires a header to be signed and the signed header list does not include it.' },
   revoked: { status: 403, origin: 'extension', meaning: 'The key, the issuer and subject, or the jti is revoked in the policy bundle.' },
   // Malformed HTTP (400), size (413).
-  malformed_request: { status: 400, origin: 'extension', meaning: 'The HTTP request is ambiguous or malformed (e.g. duplicated Authorization, invalid path, a signed header sent twice or named in `Connection`).' },
+  malformed_request: { status: 400, origin: 'extension', meaning: 'The HTTP request is ambiguous or malformed (e.g. duplicated Authorization, invalid path, a signed header sent twice or named in `Connection`, an HTTP/1.1 request without exactly one `Host`).' },
   body_too_large: { status: 413, origin: 'extension', meaning: 'The request body exceeds the configured maximum.' },
   // The verifier cannot decide (503), upstream failures (502/504).
   bundle_policy_missing: { status: 503, origin: 'spec', meaning: 'No valid signed policy bundle is loaded.' },

@@ -15,7 +15,7 @@ export function registerIssue(program: Command, io: CliIo): void {
   addIdentityOptions(cmd)
     .option('--json', 'print JSON: {token, jti, iat, exp, kid}')
     .action((opts: IssueOptions) => {
-      const { kid, passport } = issueSelfPassport(opts);
+      const { kid, passport } = issueSelfPassport(opts, io.stderr);
       if (opts.json === true) {
         writeJson(io, { token: passport.token, jti: passport.jti, iat: passport.iat, exp: passport.exp, kid });
         return;

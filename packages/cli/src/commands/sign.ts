@@ -128,7 +128,7 @@ export function registerSign(program: Command, io: CliIo): void {
       }
       const signedNames = ['x-trustplane-nonce', ...(seen.has('content-type') ? ['content-type'] : []), ...(opts.signedHeaders ?? [])];
 
-      const { key, passport } = issueSelfPassport(opts);
+      const { key, passport } = issueSelfPassport(opts, io.stderr);
       const signed = signRequest({
         passport: passport.token,
         privateKey: key,
