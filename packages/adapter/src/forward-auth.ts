@@ -58,31 +58,40 @@ function first(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? (v.length === 1 ? v[0] : undefined) : v;
 }
 
-/** The original request as the gateway describes it, or a reason it cannot be determined. */
+/**
+ * The original request as the gateway describes it, or a reason it cannot be determined.
+ *
+ * Exactly one convention may describe it. A gateway copies the caller's own headers onto its
+ * check request (Traefik without `authRequestHeaders`, NGINX for every header its config does
+ * not set), so a caller can add the OTHER convention's headers: were one convention preferred,
+ * the verifier would check the request those headers describe while the gateway forwards the
+ * one it describes itself. A request described twice is therefore refused, never resolved.
+ */
 export function originalRequest(
   req: IncomingMessage,
   opts: { trustForwardedHeaders: boolean; envoyPathPrefix: string },
   h: InboundHeaders = inboundHeaders(req.rawHeaders),
 ): { convention: ForwardAuthConvention; method: string; target: string } | { error: string } {
-  if (opts.trustForwardedHeaders) {
-    if (h['x-original-uri'] !== undefined || h['x-original-method'] !== undefined) {
-      const method = first(h['x-original-method']);
-      const target = first(h['x-original-uri']);
-      if (method === undefined || target === undefined) return { error: 'X-Original-Method and X-Original-URI must both be present exactly once' };
-      return { convention: 'nginx', method, target };
-    }
-    if (h['x-forwarded-uri'] !== undefined || h['x-forwarded-method'] !== undefined) {
-      const method = first(h['x-forwarded-method']);
-      const target = first(h['x-forwarded-uri']);
-      if (method === undefined || target === undefined) return { error: 'X-Forwarded-Method and X-Forwarded-Uri must both be present exactly once' };
-      return { convention: 'traefik', method, target };
-    }
-  }
   const url = req.url ?? '';
   const prefix = opts.envoyPathPrefix;
-  if (prefix !== '' && url.startsWith(prefix) && url.slice(prefix.length).startsWith('/')) {
-    return { convention: 'envoy', method: req.method ?? '', target: url.slice(prefix.length) };
+  const envoy = prefix !== '' && url.startsWith(prefix) && url.slice(prefix.length).startsWith('/');
+  const nginx = opts.trustForwardedHeaders && (h['x-original-uri'] !== undefined || h['x-original-method'] !== undefined);
+  const traefik = opts.trustForwardedHeaders && (h['x-forwarded-uri'] !== undefined || h['x-forwarded-method'] !== undefined);
+  const described = [nginx ? 'X-Original-Method/URI (NGINX)' : '', traefik ? 'X-Forwarded-Method/Uri (Traefik)' : '', envoy ? `the ${prefix} path (Envoy)` : ''].filter((c) => c !== '');
+  if (described.length > 1) return { error: `the original request is described more than once (${described.join(', ')}): ambiguous, refused` };
+  if (nginx) {
+    const method = first(h['x-original-method']);
+    const target = first(h['x-original-uri']);
+    if (method === undefined || target === undefined) return { error: 'X-Original-Method and X-Original-URI must both be present exactly once' };
+    return { convention: 'nginx', method, target };
   }
+  if (traefik) {
+    const method = first(h['x-forwarded-method']);
+    const target = first(h['x-forwarded-uri']);
+    if (method === undefined || target === undefined) return { error: 'X-Forwarded-Method and X-Forwarded-Uri must both be present exactly once' };
+    return { convention: 'traefik', method, target };
+  }
+  if (envoy) return { convention: 'envoy', method: req.method ?? '', target: url.slice(prefix.length) };
   return { error: 'the original method and URI were not supplied in any recognised gateway convention' };
 }
 

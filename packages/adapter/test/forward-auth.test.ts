@@ -78,6 +78,27 @@ test('Envoy ext_authz HTTP convention: method as-is, path after the configured p
   assertTamperDenied(await check('GET', '/ext_authz/v1/orders/ord_2', headersOf(t)));
 });
 
+test('a request described by two conventions (a caller adding the other gateway\'s headers) is 400 malformed_request, its jti unused', async () => {
+  // Under Traefik, which copies the caller's headers onto its check request, a caller signs a
+  // harmless request, describes it in X-Original-*, and sends something else: Traefik describes
+  // that in X-Forwarded-*. Preferring either convention would verify one request and forward another.
+  const r = makeRequest(now());
+  const harmless = { ...headersOf(r), 'x-original-method': 'GET', 'x-original-uri': '/v1/orders/search' };
+  for (const [path, extra] of [
+    ['/', { 'x-forwarded-method': 'DELETE', 'x-forwarded-uri': '/v1/admin/purge-all' }],
+    ['/ext_authz/v1/admin/purge-all', {}],
+  ] as const) {
+    const d = await check('GET', path, { ...harmless, ...extra });
+    assert.equal(d.status, 400, d.text);
+    assert.equal(d.headers['x-trustplane-reason'], 'malformed_request');
+    assert.equal(d.headers['x-trustplane-subject'], undefined);
+  }
+  const traefikTwice = await check('GET', '/ext_authz/v1/orders/search', { ...headersOf(makeRequest(now())), 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/v1/orders/search' });
+  assert.equal(traefikTwice.status, 400, traefikTwice.text);
+  // Refused before verification: the passport is still unused.
+  assertAllowed(await check('GET', '/auth', harmless));
+});
+
 test('no recognised convention, or forwarded headers when not trusted → 400 malformed_request; missing passport → 401', async () => {
   const r = makeRequest(now());
   const none = await check('GET', '/v1/orders/search', headersOf(r));
