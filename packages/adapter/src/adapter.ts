@@ -4,16 +4,12 @@
  * requests finish within a deadline, then close everything.
  */
 import { createServer, type Server } from 'node:http';
-import type { Socket } from 'node:net';
 import type { Verifier } from '@trustplane/core';
-import { createProxyHandler, type ProxyHandler } from './proxy.js';
+import { MALFORMED_RAW, createProxyHandler, type ProxyHandler } from './proxy.js';
 import type { AdapterMetrics } from './metrics.js';
 import { log, type AuditSink } from './audit-sink.js';
 import { closeNow, listenOn, urlOf } from './admin.js';
 import { createVerifying, startVerifyingAdmin, type VerifyingOptions } from './verifying.js';
-
-/** The malformed_request denial, written raw to a socket that Node's HTTP layer does not answer. */
-const MALFORMED_RAW = 'HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"allowed":false,"reason":"malformed_request"}';
 
 export interface AdapterOptions extends VerifyingOptions {
   listen: { host: string; port: number };
@@ -57,9 +53,7 @@ export async function startAdapter(opts: AdapterOptions): Promise<RunningAdapter
   const server = createServer({ headersTimeout: opts.headersTimeoutMs ?? 10_000, requestTimeout: opts.requestTimeoutMs ?? 30_000, keepAliveTimeout: opts.keepAliveTimeoutMs ?? 5_000, requireHostHeader: false }, handler);
   server.on('checkContinue', handler.checkContinue);
   // CONNECT (a tunnel) is not something a verifying proxy does: a denial, not a dropped socket.
-  server.on('connect', (_req, socket: Socket) => {
-    socket.end(MALFORMED_RAW);
-  });
+  server.on('connect', handler.refuseConnect);
   server.on('clientError', (_err, socket) => {
     // A response still in progress on this connection (a keep-alive client sent a malformed
     // request while the previous answer streams) must not get bytes spliced into it: close.

@@ -24,12 +24,12 @@ export function isAdapterWorker(): boolean {
   return cluster.isWorker && process.env[WORKER_SLOT_ENV] !== undefined;
 }
 
-type FromWorker = { tp: 'worker-ready'; url: string } | { tp: 'status'; id: number; problems: string[] } | { tp: 'metrics'; id: number; metrics?: unknown[]; error?: string };
+type FromWorker = { tp: 'worker-ready'; url: string } | { tp: 'worker-failed'; error: string } | { tp: 'status'; id: number; problems: string[] } | { tp: 'metrics'; id: number; metrics?: unknown[]; error?: string };
 type ToWorker = { tp: 'status-req'; id: number } | { tp: 'metrics-req'; id: number };
 
 function isFromWorker(msg: unknown): msg is FromWorker {
   const tp = typeof msg === 'object' && msg !== null ? (msg as { tp?: unknown }).tp : undefined;
-  return tp === 'worker-ready' || tp === 'status' || tp === 'metrics';
+  return tp === 'worker-ready' || tp === 'worker-failed' || tp === 'status' || tp === 'metrics';
 }
 
 /**
@@ -130,6 +130,12 @@ export async function startClusterPrimary(opts: ClusterPrimaryOptions): Promise<
         workersGauge.set({ state: 'ready' }, readyCount());
         if (started) log('info', 'adapter worker ready', { worker: slot.index, pid: worker.process.pid });
         else if (readyCount() === slots.length) startup?.resolve();
+        return;
+      }
+      if (msg.tp === 'worker-failed') {
+        // The worker's own reason (e.g. its listen failed): startup fails with it at once. After
+        // startup, a worker that fails to come back is handled by its exit below.
+        if (!started) startup?.reject(new Error(typeof msg.error === 'string' ? msg.error : 'a worker failed to start'));
         return;
       }
       waiting.get(msg.id)?.(msg);
@@ -293,6 +299,21 @@ export async function startClusterPrimary(opts: ClusterPrimaryOptions): Promise<
     stop,
     done,
   };
+}
+
+/**
+ * In a worker whose adapter could not start (e.g. the port is in use): give the primary the
+ * reason, so that its startup fails at once with that one line, and leave the cluster.
+ */
+export function reportWorkerStartFailure(error: string): Promise<void> {
+  return new Promise((resolve) => {
+    const leave = () => {
+      if (process.connected) cluster.worker?.disconnect();
+      resolve();
+    };
+    if (!process.connected || process.send === undefined) return leave();
+    process.send({ tp: 'worker-failed', error } satisfies FromWorker, undefined, undefined, leave);
+  });
 }
 
 export interface ClusterWorkerOptions {

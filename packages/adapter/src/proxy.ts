@@ -6,6 +6,7 @@
  * added; the response streams back.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { Pool, errors as undiciErrors } from 'undici';
 import { EMPTY_SHA256, REASONS, auditEventForDecision, type Decision, type ReasonCode, type Verifier, type Clock } from '@trustplane/core';
 import { hasNoBody, readBody } from './body.js';
@@ -36,12 +37,20 @@ export interface ProxyHandler {
    * by the handler without its body being read.
    */
   checkContinue: (req: IncomingMessage, res: ServerResponse) => void;
+  /**
+   * For the server's `connect` event: a tunnel is not something a verifying proxy does. Denied
+   * `malformed_request` (counted and audited like every denial), then the socket is closed.
+   */
+  refuseConnect: (req: IncomingMessage, socket: Duplex) => void;
   close(): Promise<void>;
   /** Requests currently being handled. */
   inFlight(): number;
 }
 
 const DENY_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store' };
+
+/** A whole `malformed_request` response, for a socket that has no ServerResponse (CONNECT, a parse error). */
+export const MALFORMED_RAW = 'HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"allowed":false,"reason":"malformed_request"}';
 
 /** Send a denial: fixed JSON body, no request bytes echoed. */
 export function sendDenial(res: ServerResponse, reason: ReasonCode, close = false): void {
@@ -222,6 +231,12 @@ export function createProxyHandler(opts: ProxyOptions): ProxyHandler {
     const declared = Number(req.headers['content-length'] ?? 0);
     if (req.headers.authorization !== undefined && !(declared > opts.maxBodyBytes)) res.writeContinue();
     handler(req, res);
+  };
+  handler.refuseConnect = (req: IncomingMessage, socket: Duplex) => {
+    const d = { allowed: false as const, reason: 'malformed_request' as const, detail: 'CONNECT (a tunnel) is not proxied' };
+    record(d, undefined);
+    audit(d, requestIdOf(inboundHeaders(req.rawHeaders)));
+    socket.end(MALFORMED_RAW);
   };
   handler.close = () => pool.close();
   handler.inFlight = () => active;

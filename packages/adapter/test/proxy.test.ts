@@ -192,11 +192,15 @@ test('upstream down → 502 upstream_unavailable; upstream too slow → 504 upst
   }
 });
 
-test('a request target that is not origin-form, or a CONNECT, is 400 malformed_request', async () => {
-  await withAdapter(async (a) => {
-    const connectRaw = await rawHttp(a.url, 'CONNECT orders.example:443 HTTP/1.1\r\nhost: orders.example:443\r\n\r\n');
+test('a request target that is not origin-form, or a CONNECT, is 400 malformed_request (audited)', async () => {
+  await withAdapter(async (a, audit) => {
+    const connectRaw = await rawHttp(a.url, 'CONNECT orders.example:443 HTTP/1.1\r\nhost: orders.example:443\r\nx-request-id: tunnel-1\r\n\r\n');
     assert.match(connectRaw, /^HTTP\/1\.1 400 /);
     assert.match(connectRaw, /\{"allowed":false,"reason":"malformed_request"\}/);
+    const tunnel = audit.events.filter((e) => e.request_id === 'tunnel-1');
+    assert.equal(tunnel.length, 1);
+    assert.equal(tunnel[0]!.reason_code, 'malformed_request');
+    assert.equal(tunnel[0]!.outcome, 'deny');
     for (const target of ['*', 'http://orders.example/v1/orders/search']) {
       const raw = await rawHttp(a.url, `OPTIONS ${target} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer x\r\nconnection: close\r\n\r\n`);
       assert.match(raw, /^HTTP\/1\.1 400 /);

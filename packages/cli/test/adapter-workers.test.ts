@@ -3,9 +3,10 @@ import * as assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer, type AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { makeRequest, startEchoUpstream, startRedis, redisAvailable } from '@trustplane/testkit';
-import { run, BUNDLE_SIGNING, writeSignedBundles, spawnAdapter, stopWithSigterm } from './helpers.js';
+import { run, runBin, BUNDLE_SIGNING, writeSignedBundles, spawnAdapter, stopWithSigterm } from './helpers.js';
 
 const SIGNING = BUNDLE_SIGNING;
 const writeBundles = writeSignedBundles;
@@ -103,6 +104,27 @@ test('--workers 2 --replay redis: exactly once across workers through the shared
   }
 });
 
+});
+
+test('--workers 2 on a port in use: exit 1 at once with the workers\' reason in one line', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tp-adapter-workers-'));
+  const busy = createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+  try {
+    const { tm, pb } = writeBundles(dir);
+    const port = (busy.address() as AddressInfo).port;
+    const started = Date.now();
+    const r = await runBin(['adapter', '--listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0', '--log-level', 'warn', '--upstream', 'http://127.0.0.1:1', '--bundle', tm, '--policy-bundle', pb, '--bundle-signature-public-key', SIGNING, '--workers', '2']);
+    assert.equal(r.code, 1, r.stderr);
+    // It used to wait for the 30 s startup timeout, with a line from every worker.
+    assert.ok(Date.now() - started < 15_000, `took ${Date.now() - started} ms`);
+    const lines = r.stderr.split('\n').filter((l) => l.startsWith('trustplane:'));
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0]!, /^trustplane: cannot start: .*EADDRINUSE/);
+  } finally {
+    busy.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('--workers must be a positive integer or auto (exit 2, one line)', async () => {

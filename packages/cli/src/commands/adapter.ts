@@ -51,7 +51,7 @@ export function registerAdapter(program: Command, io: CliIo): void {
   });
   cmd.action(async (opts: AdapterFlags) => {
     // Loaded only when the adapter runs (undici, ioredis, prom-client): other commands start fast.
-    const { startAdapter, log, startClusterPrimary, attachClusterWorker, isAdapterWorker, ClusterReplayStore } = await import('@trustplane/adapter');
+    const { startAdapter, log, startClusterPrimary, attachClusterWorker, reportWorkerStartFailure, isAdapterWorker, ClusterReplayStore } = await import('@trustplane/adapter');
     applyConfigFile(cmd, opts.config, CONFIG_KEYS);
     const o = cmd.opts<AdapterFlags>();
     if (o.upstream === undefined) throw usageError('--upstream <url> is required (or TRUSTPLANE_UPSTREAM)');
@@ -115,10 +115,18 @@ export function registerAdapter(program: Command, io: CliIo): void {
       skewSeconds: s.skewSeconds,
       maxLifetimeSeconds: s.maxLifetimeSeconds,
       maxBodyBytes: maxBody,
-    }).catch((err: unknown) => {
+    }).catch(async (err: unknown) => {
       rt.abort();
-      throw failure(`cannot start: ${err instanceof Error ? err.message : String(err)}`);
+      const reason = err instanceof Error ? err.message : String(err);
+      if (role !== 'worker') throw failure(`cannot start: ${reason}`);
+      // The primary reports it, once, and stops the other workers.
+      await reportWorkerStartFailure(reason);
+      return undefined;
     });
+    if (adapter === undefined) {
+      process.exitCode = 1;
+      return;
+    }
     rt.observeReloads(adapter.metrics, 'adapter');
     const snap = rt.watcher.current();
     log('info', 'adapter listening', { url: adapter.url, admin: adapter.adminUrl, upstream: o.upstream, replay: s.replay === 'memory' ? 'memory' : 'redis', policy_version: snap?.policy.policyVersion });
