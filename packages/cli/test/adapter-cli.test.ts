@@ -137,6 +137,7 @@ test('config file values of the wrong type are refused, also when a flag overrid
       [{ skew: true }, [], /skew must be a string or a number, got true/],
       [{ bundle_signature_public_keys: 5 }, [], /bundle_signature_public_keys must be a string or an array of strings/],
       [{ listen: ['127.0.0.1:1'] }, ['--listen', '127.0.0.1:0'], /listen must be a string or a number, got an array/],
+      [{ bundle_signature_public_key: SIGNING, bundle_signature_public_keys: [SIGNING] }, [], /bundle_signature_public_key and bundle_signature_public_keys are the same setting: give one/],
     ];
     for (const [doc, extra, want] of cases) {
       const file = join(dir, 'config.json');
@@ -144,6 +145,15 @@ test('config file values of the wrong type are refused, also when a flag overrid
       const r = await run(...base, '--config', file, ...extra);
       assert.equal(r.code, 2, `${JSON.stringify(doc)}: ${r.stderr}`);
       assert.match(r.stderr, want);
+    }
+    // The flag's own name is a key too (singular or plural): a bad value in it is that flag's error.
+    for (const key of ['bundle_signature_public_key', 'bundle_signature_public_keys']) {
+      const file = join(dir, 'config.json');
+      writeFileSync(file, JSON.stringify({ [key]: 'no-equals-sign' }));
+      const r = await run('adapter', '--upstream', 'http://127.0.0.1:1', '--bundle', tm, '--policy-bundle', pb, '--config', file);
+      assert.equal(r.code, 2, r.stderr);
+      assert.doesNotMatch(r.stderr, /unknown setting/);
+      assert.match(r.stderr, /--bundle-signature-public-key/);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -52,7 +52,7 @@ export const REASONS = {
   replay_store_unavailable: { status: 503, origin: 'extension', meaning: 'The replay store could not answer; the request is denied rather than risk a replay.' },
   replay_store_full: { status: 503, origin: 'extension', meaning: 'The in-memory replay store is at its configured capacity of live entries.' },
   upstream_unavailable: { status: 502, origin: 'extension', meaning: 'The upstream could not be reached or failed mid-response.' },
-  upstream_timeout: { status: 504, origin: 'extension', meaning: 'The upstream did not answer within the configured timeout.' },
+  upstream_timeout: { status: 504, origin: 'extension', meaning: 'The upstream did not answer within 30 s (response head, or between body chunks; `upstreamHeadersTimeoutMs` / `upstreamBodyTimeoutMs` of `startAdapter`).' },
   internal_error: { status: 500, origin: 'extension', meaning: 'An unexpected internal failure; the request was denied (fail closed).' },
   // The broker (IPC v1, SPEC §6): refusals to issue. `insufficient_key_binding` and
   // `internal_error` above are used by the broker too.

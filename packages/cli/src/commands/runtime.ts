@@ -88,7 +88,10 @@ export const VERIFIER_CONFIG_KEYS: Readonly<Record<string, string>> = {
   admin_listen: 'adminListen',
   bundle: 'bundle',
   policy_bundle: 'policyBundle',
+  // The repeatable key flags: the flag's own name, or the plural for a list (not both).
+  bundle_signature_public_key: 'bundleSignaturePublicKey',
   bundle_signature_public_keys: 'bundleSignaturePublicKey',
+  policy_bundle_signature_public_key: 'policyBundleSignaturePublicKey',
   policy_bundle_signature_public_keys: 'policyBundleSignaturePublicKey',
   policy_bundle_freshness_window: 'policyBundleFreshnessWindow',
   route_policy_mode: 'routePolicyMode',
@@ -115,9 +118,13 @@ export function applyConfigFile(cmd: Command, configFile: string | undefined, ke
     throw usageError(`--config ${configFile}: ${err instanceof Error ? err.message : String(err)}`);
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw usageError(`--config ${configFile}: must be a JSON object`);
+  const given = new Map<string, string>();
   for (const [key, value] of Object.entries(doc)) {
     const name = keys[key];
     if (name === undefined) throw usageError(`--config ${configFile}: unknown setting ${JSON.stringify(key)} (known: ${Object.keys(keys).join(', ')})`);
+    const other = given.get(name);
+    if (other !== undefined) throw usageError(`--config ${configFile}: ${other} and ${key} are the same setting: give one`);
+    given.set(name, key);
     // The value's type follows the flag's kind, checked even when a flag or variable overrides it.
     const option = cmd.options.find((o) => o.attributeName() === name);
     const onOff = option !== undefined && !option.required && !option.optional;
