@@ -78,6 +78,7 @@ test('node:http middleware: allow with identity and body, denials never reach th
 
 test('Express middleware: req.trustplane and req.trustplaneBody in the route handler', async () => {
   const app = express();
+  app.set('case sensitive routing', true);
   let handled = 0;
   app.use(createTrustPlaneExpressMiddleware(newVerifier()));
   app.post('/v1/orders', (req, res) => {
@@ -98,6 +99,58 @@ test('Express middleware: req.trustplane and req.trustplaneBody in the route han
     server.closeAllConnections();
     await new Promise((r) => server.close(r));
   }
+});
+
+test('Express routing case-insensitively (its default): every request refused 500 internal_error, no handler runs, no jti spent', async () => {
+  // Policy matches /v1/orders/SEARCH as orders.get (/v1/orders/{id}); Express would run the
+  // /v1/orders/search handler for it. The middleware cannot tell which handler will run.
+  const verifier = newVerifier();
+  let handled = 0;
+  const serveWith = async (caseSensitive: boolean, fn: (base: string) => Promise<void>) => {
+    const app = express();
+    if (caseSensitive) app.set('case sensitive routing', true);
+    app.use(createTrustPlaneExpressMiddleware(verifier));
+    app.get('/v1/orders/search', (_req, res) => {
+      handled++;
+      res.json({ handler: 'search' });
+    });
+    const server = await new Promise<Server>((r) => {
+      const s = app.listen(0, '127.0.0.1', () => r(s));
+    });
+    try {
+      await fn(urlOf(server));
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  };
+  const upper = makeRequest({ ...now(), path: '/v1/orders/SEARCH' });
+  await serveWith(false, async (base) => {
+    const r = await send(base, upper);
+    assert.equal(r.status, 500, r.text);
+    assert.deepEqual(r.json, { allowed: false, reason: 'internal_error' });
+  });
+  assert.equal(handled, 0);
+  // Case-sensitive: the same (unspent) request is verified as orders.get, and Express finds no
+  // handler for /v1/orders/SEARCH.
+  await serveWith(true, async (base) => {
+    const res = await request(`${base}${upper.path}`, { headers: upper.headers as Record<string, string> });
+    await res.body.text();
+    assert.equal(res.statusCode, 404);
+  });
+  assert.equal(handled, 0);
+});
+
+test('Fastify plugin refuses to guard an instance that routes case-insensitively', async () => {
+  const app = Fastify({ routerOptions: { caseSensitive: false } });
+  await assert.rejects(
+    async () => {
+      await app.register(trustplaneFastify, { verifier: newVerifier() });
+      await app.ready();
+    },
+    /routes case-insensitively/,
+  );
+  await app.close().catch(() => undefined);
 });
 
 test('Fastify plugin: body re-provided to the parser, request.trustplane in the handler', async () => {

@@ -22,6 +22,12 @@ export interface TrustPlaneFastifyOptions {
 export type TrustPlaneFastifyRequest = FastifyRequest & { trustplane?: AllowDecision; trustplaneBody?: Buffer };
 
 function plugin(fastify: FastifyInstance, opts: TrustPlaneFastifyOptions): Promise<void> {
+  // Route policy matches paths byte for byte; a router that ignores case could run another
+  // route's handler than the one the policy authorized (`/v1/orders/SEARCH`).
+  const config = fastify.initialConfig as { caseSensitive?: boolean; routerOptions?: { caseSensitive?: boolean } };
+  if (config.caseSensitive === false || config.routerOptions?.caseSensitive === false) {
+    return Promise.reject(new Error('trustplane: this Fastify instance routes case-insensitively (caseSensitive: false); route policy matches paths byte for byte, so the plugin refuses to guard it'));
+  }
   fastify.decorateRequest('trustplane', undefined);
   fastify.decorateRequest('trustplaneBody', undefined);
   fastify.addHook('preParsing', async (request: FastifyRequest, reply: FastifyReply, payload) => {
