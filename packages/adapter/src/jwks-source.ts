@@ -112,6 +112,27 @@ export class JwksTrustSource implements PolicyProvider {
   private compiled: { pair: BundlePair; version: number; policy: CompiledPolicy } | undefined;
   /** The bundle pair the key sets were last aligned with. */
   private syncedPair: BundlePair | undefined;
+  /**
+   * Which issuer holds each fetched kid: the one whose fetch brought it first, for as long as
+   * its key set keeps listing it. Without this, two issuers' sets listing one kid would be
+   * resolved by the order of the issuers in the trust material, and one issuer's JWKS could take
+   * over a kid another issuer's passports are signed under.
+   */
+  private readonly kidOwners = new Map<string, string>();
+
+  /**
+   * Record a fetched set's kids: claim the unclaimed ones; a kid it no longer lists passes to
+   * the first other issuer (trust-material order) whose set lists it, if any.
+   */
+  private claimKids(issuer: string, kids: readonly string[]): void {
+    for (const [kid, owner] of this.kidOwners) {
+      if (owner !== issuer || kids.includes(kid)) continue;
+      const next = [...this.sets.values()].find((s) => s.issuer !== issuer && s.keys?.some((k) => k.kid === kid) === true);
+      if (next === undefined) this.kidOwners.delete(kid);
+      else this.kidOwners.set(kid, next.issuer);
+    }
+    for (const kid of kids) if (!this.kidOwners.has(kid)) this.kidOwners.set(kid, issuer);
+  }
   private timer: NodeJS.Timeout | undefined;
 
   constructor(opts: JwksTrustSourceOptions) {
@@ -183,6 +204,7 @@ export class JwksTrustSource implements PolicyProvider {
     for (const [issuer, s] of this.sets) {
       if (wanted.get(issuer) !== s.uri) {
         this.sets.delete(issuer);
+        this.claimKids(issuer, []);
         this.version++;
       }
     }
@@ -259,6 +281,7 @@ export class JwksTrustSource implements PolicyProvider {
       s.lastError = undefined;
       const before = JSON.stringify(s.keys ?? null);
       s.keys = keys;
+      this.claimKids(s.issuer, keys.map((k) => k.kid));
       if (JSON.stringify(keys) !== before) this.version++;
       this.event({ type: 'fetched', issuer: s.issuer, jwksUri: s.uri, detail: `${keys.length} key(s), cached ${ttl} s`, kids: keys.map((k) => k.kid) });
     } catch (err) {
@@ -272,19 +295,17 @@ export class JwksTrustSource implements PolicyProvider {
   /** The pair's policy with the fetched keys added; undefined (pinned only) if nothing was added or it fails. */
   private compile(pair: BundlePair): CompiledPolicy | undefined {
     const pinned = new Set(pair.trust.issuers.flatMap((i) => i.keys.map((k) => k.kid)));
-    const seen = new Set(pinned);
     const issuers = pair.trust.issuers.map((iss) => {
       const set = this.sets.get(iss.issuer);
       if (set?.keys === undefined) return iss;
       const extra: TrustKey[] = [];
       for (const k of set.keys) {
-        if (seen.has(k.kid)) {
+        if (pinned.has(k.kid) || this.kidOwners.get(k.kid) !== iss.issuer) {
           if (!iss.keys.some((p) => p.kid === k.kid && p.public_key_b64url === k.public_key_b64url)) {
             this.event({ type: 'key_refused', issuer: iss.issuer, jwksUri: set.uri, detail: `fetched kid ${k.kid} is already used by a pinned or another issuer's key; ignored` });
           }
           continue;
         }
-        seen.add(k.kid);
         extra.push(k);
       }
       return extra.length === 0 ? iss : { ...iss, keys: [...iss.keys, ...extra] };

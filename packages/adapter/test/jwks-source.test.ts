@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { BundleWatcher, ManualClock, MemoryReplayStore, Verifier, encodeBase64url, parsePublicKey, privateKeyFromSeed, signDocument } from '@trustplane/core';
-import { ISSUER, T0, makeRequest, policyBundle, trustMaterial } from '@trustplane/testkit';
+import { BROKER_ISSUER, ISSUER, T0, makeRequest, policyBundle, trustMaterial } from '@trustplane/testkit';
 import { JwksTrustSource, jwksUriProblem, type JwksTrustSourceEvent, type JwksTrustSourceOptions } from '../src/jwks-source.js';
 
 const signer = privateKeyFromSeed(Buffer.alloc(32, 51));
@@ -214,6 +214,34 @@ test('a fetched kid may not replace or move a pinned key (this issuer\'s or anot
   }
   // The rest of the set is still used.
   assert.equal((await verifier.verify(byFetched())).allowed, true);
+});
+
+test('a fetched kid stays with the issuer that published it first, while it keeps publishing it', async (t) => {
+  const { jwks, source, verifier, clock, events, reloadWith } = await setup(t);
+  const second = await jwksServer();
+  t.after(() => second.close());
+  const secondKey = privateKeyFromSeed(Buffer.alloc(32, 54));
+  second.answer(200, JSON.stringify({ keys: [jwk('shared-kid', secondKey)] }), { 'cache-control': 'max-age=60' });
+  const tm = trustMaterial();
+  tm.issuers[0]!.jwks_uri = jwks.url;
+  tm.issuers[1]!.jwks_uri = second.url;
+  reloadWith(tm);
+  await source.start();
+  assert.deepEqual(source.status().map((s) => [s.issuer, s.kids]), [[ISSUER, ['fetched-1']], [BROKER_ISSUER, ['shared-kid']]]);
+  // The first issuer in the trust material now publishes the same kid with a key of its own.
+  jwks.answer(200, JSON.stringify({ keys: [jwk('fetched-1', fetchedKey), jwk('shared-kid', laterKey)] }), { 'cache-control': 'max-age=60' });
+  clock.advance(121_000);
+  await source.refreshDue();
+  assert.deepEqual(source.status()[0]!.kids, ['fetched-1', 'shared-kid']);
+  const takeover = await verifier.verify(makeRequest({ signingKey: laterKey, kid: 'shared-kid', nowMs: clock.now() }));
+  assert.equal(takeover.allowed, false, 'the kid stayed with the issuer that published it first');
+  assert.ok(events.some((e) => e.type === 'key_refused' && e.issuer === ISSUER && e.detail.includes('shared-kid')));
+  assert.equal((await verifier.verify(byFetched('fetched-1', fetchedKey, clock.now()))).allowed, true);
+  // Once the first publisher drops it, the kid is free for the other issuer.
+  second.answer(200, JSON.stringify({ keys: [jwk('other-kid', secondKey)] }), { 'cache-control': 'max-age=60' });
+  clock.advance(121_000);
+  await source.refreshDue();
+  assert.equal((await verifier.verify(makeRequest({ signingKey: laterKey, kid: 'shared-kid', nowMs: clock.now() }))).allowed, true);
 });
 
 test('readiness fails until the first fetch succeeds; a bundle that drops jwks_uri stops fetching', async (t) => {
