@@ -39,7 +39,9 @@ export function issuerUrlProblem(value: string): string | undefined {
 
 /**
  * Verifiers may cache the JWKS this long: at most 300 s, and at most half the pre-publication
- * window, so a verifier that honours it sees a pre-published key before that key signs.
+ * window, so a verifier that honours it sees a pre-published key before that key signs. (A
+ * TrustPlane verifier caches a JWKS for at least 60 s whatever max-age says, which is why the
+ * CLI refuses a pre-publication window below 120 s; code with a fake clock may use less.)
  */
 export function jwksMaxAgeSeconds(keyring: IssuerKeyring): number {
   return Math.max(0, Math.min(300, Math.floor(keyring.prepublishSeconds / 2)));
@@ -96,11 +98,23 @@ export async function startIssuer(opts: IssuerServerOptions): Promise<RunningIss
     });
   });
   const every = opts.maintainEveryMs ?? 60_000;
+  let keptBefore = '';
   const step = () => {
     try {
-      const r = opts.keyring.maintain();
+      // Never wait for the lock here: a synchronous wait would stall every request (and SIGTERM)
+      // while `trustplane issuer rotate` holds it. A busy round is skipped; the next tick retries.
+      const r = opts.keyring.maintain({ wait: false });
+      if (r.busy === true) {
+        log('info', 'issuer key maintenance skipped: another process holds the key directory lock; retrying at the next step', { dir: opts.keyring.dir });
+        return;
+      }
       if (r.rotated !== undefined) log('info', 'issuer key created', { kid: r.rotated, signing_kid: opts.keyring.signingKey().kid });
       for (const kid of r.removed) log('info', 'issuer key expired: unpublished and deleted', { kid });
+      // Reported when the set changes, not every step.
+      if (r.kept.join() !== keptBefore && r.kept.length > 0) {
+        log('warn', 'issuer key directory holds key files no timeline entry names; kept, as they may have been published (remove them by hand if not needed)', { dir: opts.keyring.dir, files: r.kept });
+      }
+      keptBefore = r.kept.join();
     } catch (err) {
       log('error', 'issuer key maintenance failed', { error: err instanceof Error ? err.message : String(err) });
     }

@@ -1,11 +1,11 @@
 // The issuer service over real loopback HTTP: JWKS, discovery, cache headers, errors, rotation.
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { request } from 'undici';
-import { ManualClock, encodeBase64url } from '@trustplane/core';
+import { ManualClock, encodeBase64url, formatPrivateKey, generatePrivateKey } from '@trustplane/core';
 import { IssuerKeyring, issuerUrlProblem, jwksMaxAgeSeconds, startIssuer, type IssuerServerOptions } from '../src/index.js';
 
 const T = 1_800_000_000_000;
@@ -134,4 +134,39 @@ test('the service runs the rotation step: at start and on its timer; the JWKS fo
   await svc.close();
   await svc.close();
   await assert.rejects(request(`${svc.url}/healthz`));
+});
+
+test('the service never waits for the key directory lock: a held lock skips the step, requests are answered, the next step retries', async (t) => {
+  const clock = new ManualClock(T);
+  const k = keyring(t, clock);
+  clock.advance((86_400 - 3600) * 1000); // a rotation is due
+  // A key file no entry names, older than the timeline: kept, and reported once.
+  const unnamed = `issuer-20270115-${encodeBase64url(generatePrivateKey().publicKey).slice(0, 8)}.key`;
+  writeFileSync(path.join(k.dir, unnamed), `${formatPrivateKey(generatePrivateKey())}\n`, { mode: 0o600 });
+  const earlier = new Date(Date.now() - 60_000);
+  utimesSync(path.join(k.dir, unnamed), earlier, earlier);
+  // `trustplane issuer rotate` holds the lock (fresh: not taken over as stale).
+  const lock = path.join(k.dir, 'keyring.lock');
+  writeFileSync(lock, '4242 0123456789abcdef\n');
+  const logs: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
+  const started = Date.now();
+  const svc = await startIssuer({ listen: { host: '127.0.0.1', port: 0 }, issuer: 'https://issuer.acme.example', keyring: k, maintainEveryMs: 20, onLog: (level, msg, fields) => logs.push({ level, msg, ...(fields !== undefined ? { fields } : {}) }) });
+  t.after(() => svc.close());
+  assert.ok(Date.now() - started < 1500, 'startup did not wait for the lock (it used to, ~2 s)');
+  const jwks = await get(`${svc.url}/.well-known/jwks.json`);
+  assert.equal(jwks.status, 200);
+  assert.equal((JSON.parse(jwks.text) as { keys: unknown[] }).keys.length, 1, 'nothing rotated while the lock is held');
+  assert.match(logs[0]?.msg ?? '', /^issuer key maintenance skipped: another process holds the key directory lock/);
+  assert.equal(logs[0]?.level, 'info');
+  // The other process releases it: a later step does the work.
+  rmSync(lock);
+  const created = () => logs.some((l) => l.msg === 'issuer key created');
+  for (const deadline = Date.now() + 5000; !created() && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(created(), 'the rotation ran once the lock was free');
+  await new Promise((r) => setTimeout(r, 100)); // a few more steps
+  assert.ok(!logs.some((l) => l.level === 'error'), JSON.stringify(logs.filter((l) => l.level === 'error')));
+  const kept = logs.filter((l) => l.level === 'warn');
+  assert.equal(kept.length, 1, 'an unnamed key file is reported once, not at every step');
+  assert.deepEqual(kept[0]!.fields?.['files'], [unnamed]);
+  assert.ok(readdirSync(k.dir).includes(unnamed), 'and kept');
 });
