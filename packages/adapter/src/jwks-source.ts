@@ -11,8 +11,11 @@
  * Caching: a key set is refreshed when its Cache-Control max-age (bounded to 60 s .. 1 h, default
  * 300 s) runs out; a passport with an unknown kid triggers a refresh at most once per 30 s per
  * issuer (the request itself is still denied `unknown_issuer_key`; verification never waits on a
- * fetch). When the issuer is down or answers garbage, the last good key set keeps serving.
- * Readiness fails while an issuer has never been fetched successfully. A fetched kid that an
+ * fetch). When the issuer is down or answers garbage, the last good key set keeps serving — for
+ * at most `maxStaleSeconds` (default 24 h) after its last successful fetch: then its keys are
+ * dropped (pinned keys still verify), so an issuer's withdrawal of a key cannot be held off
+ * indefinitely by keeping its endpoint unreachable. Readiness fails while an issuer has never
+ * been fetched successfully. A fetched kid that an
  * issuer's pinned keys (or another issuer) already use is refused, so fetching can add keys but
  * never replace or move a pinned one.
  */
@@ -41,8 +44,12 @@ export interface BundlePairSource {
 }
 
 export interface JwksTrustSourceEvent {
-  /** `compile_failed`: the merged policy did not compile; the pinned-only policy serves. */
-  type: 'fetched' | 'fetch_failed' | 'key_refused' | 'compile_failed';
+  /**
+   * `compile_failed`: the merged policy did not compile; the pinned-only policy serves.
+   * `keys_expired`: no successful fetch for longer than `maxStaleSeconds`; the issuer's fetched
+   * keys were dropped until the next successful fetch.
+   */
+  type: 'fetched' | 'fetch_failed' | 'key_refused' | 'compile_failed' | 'keys_expired';
   issuer: string;
   jwksUri: string;
   detail: string;
@@ -63,6 +70,11 @@ export interface JwksTrustSourceOptions {
   defaultTtlSeconds?: number;
   /** At most one refresh per issuer per this many seconds on unknown kids and after failures (default 30). */
   refetchIntervalSeconds?: number;
+  /**
+   * The last good key set serves at most this long after its last successful fetch while
+   * fetches fail (default 86400 s); then the issuer's fetched keys are dropped.
+   */
+  maxStaleSeconds?: number;
   /** Background check for expired key sets (default 5000 ms; 0 = only on demand). */
   pollMs?: number;
   onEvent?: (e: JwksTrustSourceEvent) => void;
@@ -179,7 +191,8 @@ export class JwksTrustSource implements PolicyProvider {
   /** Undefined when every jwks issuer has a key set; else what is missing (for /readyz). */
   readiness(): string | undefined {
     this.syncIfChanged();
-    const missing = [...this.sets.values()].filter((s) => s.keys === undefined);
+    // Never fetched: a set whose keys were dropped as stale once had some, and pinned keys serve.
+    const missing = [...this.sets.values()].filter((s) => s.fetchedAtMs === undefined);
     if (missing.length === 0) return undefined;
     return `no JWKS fetched yet for ${missing.map((s) => `${s.issuer} (${s.lastError ?? 'pending'})`).join(', ')}`;
   }
@@ -286,9 +299,18 @@ export class JwksTrustSource implements PolicyProvider {
       this.event({ type: 'fetched', issuer: s.issuer, jwksUri: s.uri, detail: `${keys.length} key(s), cached ${ttl} s`, kids: keys.map((k) => k.kid) });
     } catch (err) {
       s.lastError = err instanceof Error ? err.message.slice(0, 200) : String(err);
-      // Keep the last good set; try again after the refetch interval.
-      s.expiresAtMs = this.clock.now() + (this.opts.refetchIntervalSeconds ?? 30) * 1000;
-      this.event({ type: 'fetch_failed', issuer: s.issuer, jwksUri: s.uri, detail: `${s.lastError}; ${s.keys === undefined ? 'no key set yet' : 'keeping the last good key set'}` });
+      // Keep the last good set (within maxStaleSeconds); try again after the refetch interval.
+      const now = this.clock.now();
+      s.expiresAtMs = now + (this.opts.refetchIntervalSeconds ?? 30) * 1000;
+      const maxStaleMs = (this.opts.maxStaleSeconds ?? 86_400) * 1000;
+      if (s.keys !== undefined && s.fetchedAtMs !== undefined && now - s.fetchedAtMs > maxStaleMs) {
+        s.keys = undefined;
+        this.claimKids(s.issuer, []);
+        this.version++;
+        this.event({ type: 'keys_expired', issuer: s.issuer, jwksUri: s.uri, detail: `${s.lastError}; no successful fetch for ${Math.round((now - s.fetchedAtMs) / 1000)} s: its fetched keys are dropped until the next successful fetch (pinned keys still verify)` });
+        return;
+      }
+      this.event({ type: 'fetch_failed', issuer: s.issuer, jwksUri: s.uri, detail: `${s.lastError}; ${s.keys !== undefined ? 'keeping the last good key set' : s.fetchedAtMs === undefined ? 'no key set yet' : 'fetched keys dropped as stale'}` });
     }
   }
 

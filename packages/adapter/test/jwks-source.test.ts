@@ -202,6 +202,34 @@ test('issuer down or answering garbage: the last good key set keeps serving; eac
   assert.deepEqual(source.status()[0]!.kids, ['fetched-1', 'later-1']);
 });
 
+test('the last good key set serves at most maxStaleSeconds without a successful fetch; then its keys are dropped until one succeeds', async (t) => {
+  const { jwks, source, verifier, clock, events } = await setup(t, { maxStaleSeconds: 3600 });
+  await source.start();
+  jwks.answer(503, 'down');
+  // Failures for just under an hour: still trusted.
+  clock.advance(3_500_000);
+  await source.refreshDue();
+  assert.equal(events.at(-1)?.type, 'fetch_failed');
+  assert.equal((await verifier.verify(byFetched('fetched-1', fetchedKey, clock.now()))).allowed, true);
+  // Past it: the fetched keys are dropped; pinned keys still verify; readiness is unaffected.
+  clock.advance(200_000);
+  await source.refreshDue();
+  assert.equal(events.at(-1)?.type, 'keys_expired');
+  assert.match(events.at(-1)!.detail, /HTTP 503; no successful fetch for 3700 s: its fetched keys are dropped/);
+  assert.equal(source.status()[0]!.kids, undefined);
+  const d = await verifier.verify(byFetched('fetched-1', fetchedKey, clock.now()));
+  assert.equal(d.allowed, false);
+  assert.equal(d.allowed ? '' : d.reason, 'unknown_issuer_key');
+  assert.equal((await verifier.verify(makeRequest({ nowMs: clock.now() }))).allowed, true, 'the pinned key');
+  assert.equal(source.readiness(), undefined);
+  // Retried at the refetch interval; the next successful fetch brings the keys back.
+  jwks.answer(200, JSON.stringify({ keys: [jwk('fetched-1', fetchedKey)] }), { 'cache-control': 'max-age=120' });
+  clock.advance(30_000);
+  await source.refreshDue();
+  assert.equal(events.at(-1)?.type, 'fetched');
+  assert.equal((await verifier.verify(byFetched('fetched-1', fetchedKey, clock.now()))).allowed, true);
+});
+
 test('a fetched kid may not replace or move a pinned key (this issuer\'s or another\'s)', async (t) => {
   const { jwks, source, verifier, events } = await setup(t);
   // The issuer's JWKS claims this issuer's pinned kid and the broker issuer's pinned kid with other keys.
