@@ -406,15 +406,16 @@ export function compilePolicy(trust: TrustMaterial, bundle: PolicyBundle, opts: 
 
 /**
  * Whether a path segment may stand for a `{name}` template parameter. Not a dot segment (`.`,
- * `..`, also percent-encoded), and no encoded slash or backslash (`%2F`, `%5C`) or literal
+ * `..`, also percent-encoded, also with a `;` path parameter after it, which Tomcat and Spring
+ * strip before resolving `..;`), and no encoded slash or backslash (`%2F`, `%5C`) or literal
  * backslash: an API or framework that normalizes the path would otherwise route
  * `/v1/orders/..%2Fadmin`, verified as `orders.get`, somewhere outside the route's template.
  */
 function isParamValue(s: string): boolean {
   if (s.charCodeAt(0) !== 0x2e /* . */ && s.indexOf('%') === -1 && s.indexOf('\\') === -1) return true;
   if (s.indexOf('\\') !== -1 || /%(?:2f|5c)/i.test(s)) return false;
-  const dots = s.replace(/%2e/gi, '.');
-  return dots !== '.' && dots !== '..';
+  const segment = s.replace(/%2e/gi, '.').split(/;|%3b/i)[0];
+  return segment !== '.' && segment !== '..';
 }
 
 /**

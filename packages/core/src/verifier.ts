@@ -19,7 +19,7 @@ import { buildTranscript, canonicalAllowList, type Transcript } from './transcri
 import { ReplayStoreError, replayKey, type ConsumeResult, type ReplayStore } from './replay.js';
 import { MonotonicClock, systemClock, type Clock } from './clock.js';
 import { meetsMinimum, type SignerClass } from './signer-classes.js';
-import { asciiLower } from './text.js';
+import { asciiLower, pyTrim } from './text.js';
 
 /** Header values: a string, or every occurrence in wire order (Node's `req.headersDistinct`). */
 export type HeaderValue = string | readonly string[] | undefined;
@@ -407,7 +407,8 @@ export class Verifier {
       const nonce = single(h, 'x-trustplane-nonce');
       const claimedBody = single(h, 'x-trustplane-body-sha256');
       if (proof === null || claimedDigest === null || nonce === null || claimedBody === null) return deny('malformed_proof_headers', 'a TrustPlane proof header is repeated', ctx);
-      if (proof === undefined || claimedDigest === undefined || nonce === undefined || claimedBody === undefined || nonce.trim() === '') {
+      // Python's str.strip() (pyTrim), as the transcript trims: JS trim() would keep U+0085.
+      if (proof === undefined || claimedDigest === undefined || nonce === undefined || claimedBody === undefined || pyTrim(nonce) === '') {
         return deny('missing_proof_headers', 'X-TrustPlane-Proof, -Transcript-SHA256, -Nonce and -Body-SHA256 are all required', ctx);
       }
       if (proof.length !== 86) return deny('malformed_proof_headers', 'X-TrustPlane-Proof is not 64 bytes of base64url', ctx);
@@ -532,7 +533,10 @@ export class Verifier {
         if (v !== undefined && typeof v !== 'string' && v.length > 1) return deny('malformed_request', `signed header ${n} is repeated`, ctx);
         if (dropped !== undefined && dropped.has(n)) return deny('malformed_request', `signed header ${n} is nominated by Connection and would not reach the API`, ctx);
       }
-      if (dropped !== undefined && dropped.has('content-encoding') && h['content-encoding'] !== undefined) {
+      // Content-Encoding is always bound (transcript line 8), so it may not be repeated either.
+      const encoding = h['content-encoding'];
+      if (encoding !== undefined && typeof encoding !== 'string' && encoding.length > 1) return deny('malformed_request', 'Content-Encoding is repeated', ctx);
+      if (dropped !== undefined && dropped.has('content-encoding') && encoding !== undefined) {
         return deny('malformed_request', 'Content-Encoding is nominated by Connection and would not reach the API', ctx);
       }
       let transcript: Transcript;
@@ -576,7 +580,12 @@ export class Verifier {
       // 9. The proof, over the 32 raw digest bytes, with the passport's cnf key.
       if (!this.backend.verify(c.cnfKey!, c.transcript!.digest, c.proofSig)) return deny('invalid_request_proof', 'the request proof does not verify with the passport cnf key', ctx);
 
-      // 10. Signer class for the route, then ONE source rule must match entirely.
+      // 10. Signer class for the route, then ONE source rule must match entirely. A raw local key
+      // may only ever sign as `software` (SPEC §3): a self-issued passport — signed by the very
+      // key it binds in cnf — that claims a higher class is refused whatever the minimum.
+      if (claims.cnf.key_binding !== 'software' && c.cnfKey!.raw.equals(key.key.raw)) {
+        return deny('insufficient_key_binding', `a self-issued passport (signed by its own cnf key) is software; it claims ${claims.cnf.key_binding}`, ctx);
+      }
       if (!meetsMinimum(claims.cnf.key_binding, route.requiredKeyBinding)) {
         return deny('insufficient_key_binding', `signer class ${claims.cnf.key_binding} is below the route minimum ${route.requiredKeyBinding}`, ctx);
       }

@@ -96,6 +96,13 @@ test('verify: a tampered byte, a wrong key or a mangled value is invalid_bundle_
   assert.equal(code(() => verifyDocumentSignature(relabelled, trustedKeys())), 'invalid_bundle_signature');
   // The right kid, the wrong key.
   assert.equal(code(() => verifyDocumentSignature(asJson(signed), new Map([[BUNDLE_KID, publicOf(strangerSigner)]]))), 'invalid_bundle_signature');
+  // A member added as the first of the document, named `__proto__` (an own member of the
+  // parsed JSON): a plain-object copy would drop it from the signed bytes.
+  for (const added of ['"__proto__":1,', '"__proto__":{"x":1},', '"__proto__":null,']) {
+    const withProto = parseJsonStrict(text.replace('{', `{${added}`)) as JsonObject;
+    assert.ok(Object.keys(withProto).includes('__proto__'), added);
+    assert.equal(code(() => verifyDocumentSignature(withProto, trustedKeys())), 'invalid_bundle_signature', added);
+  }
   for (const value of ['', 'AAAA', `${signed.signature.value}A`, signed.signature.value.replace(/.$/, '=')]) {
     assert.equal(code(() => verifyDocumentSignature({ ...asJson(signed), signature: { format: 'ed25519-jcs-v1', value } }, trustedKeys())), 'invalid_bundle_signature', value);
   }

@@ -10,6 +10,7 @@ import {
   BROKER_ONLY_REASONS,
   compilePolicy,
   encodeBase64url,
+  issuePassport,
   type VerifyRequest,
   type PolicyBundle,
   type ReasonCode,
@@ -19,7 +20,7 @@ import {
   type RoutePolicy,
 } from '../src/index.js';
 import { forge } from './passport.test.js';
-import { compiled, makeRequest, brokerRequest, SpyReplayStore, withHeaders, T0, ISSUER, issuerKey, otherKey, trustMaterial, policyBundle } from './helpers.js';
+import { compiled, makeRequest, brokerRequest, requestWithProof, SpyReplayStore, withHeaders, T0, ISSUER, issuerKey, otherKey, trustMaterial, policyBundle } from './helpers.js';
 
 function route(b: PolicyBundle, id: string): RoutePolicy {
   for (const g of b.route_groups) for (const r of g.routes) if (r.route_id === id) return r;
@@ -108,7 +109,9 @@ const denials: { reason: ReasonCode; name: string; setup?: () => Setup; req: () 
   { reason: 'malformed_request', name: 'a signed header (content-type) repeated', req: () => withHeaders(makeRequest({ method: 'POST', path: '/v1/orders', body: '{}', headers: { 'content-type': 'application/json' } }), { 'content-type': ['application/json', 'text/plain'] }) },
   { reason: 'malformed_request', name: 'a signed header nominated by Connection (not forwarded)', req: () => ({ ...makeRequest({ method: 'POST', path: '/v1/orders', body: '{}', headers: { 'content-type': 'application/json' } }), unforwardedHeaders: new Set(['content-type']) }) },
   { reason: 'malformed_request', name: 'Content-Encoding nominated by Connection (not forwarded)', req: () => ({ ...makeRequest({ method: 'POST', path: '/v1/orders', body: 'x', headers: { 'content-encoding': 'gzip' } }), unforwardedHeaders: new Set(['content-encoding']) }) },
+  { reason: 'malformed_request', name: 'Content-Encoding repeated (it is always bound)', req: () => withHeaders(makeRequest({ method: 'POST', path: '/v1/orders', body: 'x', headers: { 'content-encoding': 'gzip' } }), { 'content-encoding': ['gzip', 'br'] }) },
   { reason: 'missing_proof_headers', name: 'no nonce', req: () => withHeaders(makeRequest(), { 'x-trustplane-nonce': undefined }) },
+  { reason: 'missing_proof_headers', name: 'a nonce of Python whitespace only (U+0085)', req: () => withHeaders(makeRequest(), { 'x-trustplane-nonce': '\u0085 ' }) },
   { reason: 'missing_proof_headers', name: 'no proof', req: () => withHeaders(makeRequest(), { 'x-trustplane-proof': undefined }) },
   { reason: 'malformed_proof_headers', name: 'short proof', req: () => withHeaders(makeRequest(), { 'x-trustplane-proof': 'AAAA' }) },
   { reason: 'malformed_proof_headers', name: 'upper-case transcript digest', req: () => { const r = makeRequest(); return withHeaders(r, { 'x-trustplane-transcript-sha256': r.headers['x-trustplane-transcript-sha256']!.toUpperCase() }); } },
@@ -146,6 +149,7 @@ const denials: { reason: ReasonCode; name: string; setup?: () => Setup; req: () 
   { reason: 'invalid_request_proof', name: 'corrupted proof', req: () => { const r = makeRequest(); const p = String(r.headers['x-trustplane-proof']); return withHeaders(r, { 'x-trustplane-proof': (p[0] === 'A' ? 'B' : 'A') + p.slice(1) }); } },
   { reason: 'unsigned_required_header', name: 'route requires x-request-id signed', setup: () => ({ policy: compiled((b) => (route(b, 'orders.search').required_signed_headers = ['X-Request-Id'])) }), req: () => makeRequest({ headers: { 'x-request-id': 'r1' } }) },
   { reason: 'insufficient_key_binding', name: 'route minimum hardware_local', setup: () => ({ policy: compiled((b) => (route(b, 'orders.search').required_key_binding = 'hardware_local')) }), req: () => makeRequest() },
+  { reason: 'insufficient_key_binding', name: 'a self-issued passport (its own cnf key) claiming attested_workload, on a software route', req: () => requestWithProof(issuePassport({ signingKey: issuerKey, kid: 'client-key-1', issuer: ISSUER, subject: 'service:orders-client', audience: 'orders-api', trustDomain: 'example.local', now: T0, ttlSeconds: 300, keyBinding: 'attested_workload' }).token, issuerKey, 'attested_workload', '/v1/orders/ord_1') },
   { reason: 'insufficient_key_binding', name: 'source minimum attested_workload, broker grants hardware_local', req: () => brokerRequest({ keyBinding: 'hardware_local', provenance: prov, ctx: { tool_name: 'orders-worker' } }) },
   { reason: 'source_issuer_mismatch', name: 'issuer not among the route sources', setup: () => ({ policy: compilePolicy(trustMaterial({ issuers: [...trustMaterial().issuers, { issuer: 'https://issuer.example/other', trust_domain: 'example.local', source_type: 'software_jwks', keys: [{ kid: 'other-key', alg: 'EdDSA', public_key_b64url: encodeBase64url(otherKey.publicKey) }] }] }), policyBundle()) }), req: () => makeRequest({ issuer: 'https://issuer.example/other', kid: 'other-key', signingKey: otherKey }) },
   { reason: 'source_trust_domain_mismatch', name: 'source trust domain differs', setup: () => ({ policy: compiled((b) => (route(b, 'orders.search').allowed_sources[0]!.trust_domain = 'elsewhere.local')) }), req: () => makeRequest() },
@@ -278,12 +282,12 @@ test('a replayed request from one issuer does not block the same jti from anothe
 
 test('route resolution: a template parameter is never a dot segment nor holds an encoded slash or backslash', async () => {
   const { v } = verifier();
-  for (const path of ['/v1/orders/..', '/v1/orders/.', '/v1/orders/%2e%2E', '/v1/orders/.%2e', '/v1/orders/%2E', '/v1/orders/..%2Fadmin', '/v1/orders/a%2fb', '/v1/orders/a%5Cb', '/v1/orders/a\\b']) {
+  for (const path of ['/v1/orders/..', '/v1/orders/.', '/v1/orders/%2e%2E', '/v1/orders/.%2e', '/v1/orders/%2E', '/v1/orders/..%2Fadmin', '/v1/orders/a%2fb', '/v1/orders/a%5Cb', '/v1/orders/a\\b', '/v1/orders/..;', '/v1/orders/%2e%2e;x=1', '/v1/orders/.;', '/v1/orders/..%3B']) {
     const d = await v.verify({ ...makeRequest({ path: '/v1/orders/ord_1', subject: 'service:x' }), path });
     assert.equal(!d.allowed && d.reason, 'bundle_route_missing', path);
   }
   // Dots and escapes that are not a dot segment or a separator stay ordinary values.
-  for (const path of ['/v1/orders/ord.1', '/v1/orders/...', '/v1/orders/.hidden', '/v1/orders/a%20b', '/v1/orders/%2e%2e%2e']) {
+  for (const path of ['/v1/orders/ord.1', '/v1/orders/...', '/v1/orders/.hidden', '/v1/orders/a%20b', '/v1/orders/%2e%2e%2e', '/v1/orders/ord;v=2', '/v1/orders/...;']) {
     const d = await v.verify(makeRequest({ path, subject: 'service:x' }));
     assert.equal(d.allowed && d.routeId, 'orders.get', `${path}: ${d.allowed ? '' : d.detail}`);
   }

@@ -210,12 +210,16 @@ export function brokerRequest(o: { keyBinding: SignerClass; provenance?: Passpor
     ...(o.ctx !== undefined ? { ctx: o.ctx } : {}),
   });
   // The broker signs the proof for the granted class; build it with the transcript directly.
-  return brokerSign(passport.token, proofKey, o.keyBinding, o.path ?? '/v1/orders/ord_1', o.nowMs ?? T0);
+  return requestWithProof(passport.token, proofKey, o.keyBinding, o.path ?? '/v1/orders/ord_1');
 }
 
 import { buildTranscript, getEd25519Backend, decodePassportUnverified } from '@trustplane/core';
 
-function brokerSign(token: string, proofKey: Ed25519PrivateKey, keyBinding: string, p: string, _now: number): VerifyRequest {
+/**
+ * A GET of `p` (route orders.get) carrying `token`, with the proof signed by `proofKey` for the
+ * given class, built from the transcript directly: no SDK check on what the passport claims.
+ */
+export function requestWithProof(token: string, proofKey: Ed25519PrivateKey, keyBinding: string, p: string): VerifyRequest {
   const { payload } = decodePassportUnverified(token);
   const nonce = 'nonce-broker-1';
   const t = buildTranscript({

@@ -116,7 +116,7 @@ export function parseBundleDocument(bytes: Uint8Array, file: string, maxBytes: n
 
 /** SHA-256 (hex) of a document's RFC 8785 form without `signed_by` and `signature`: its content. */
 export function documentContentSha256(doc: Readonly<Record<string, unknown>>): string {
-  const rest: Record<string, unknown> = {};
+  const rest = Object.create(null) as Record<string, unknown>; // `__proto__` is a member like any other
   for (const [k, v] of Object.entries(doc)) if (k !== 'signature' && k !== 'signed_by') rest[k] = v;
   return sha256Hex(canonicalJsonBytes(rest));
 }

@@ -56,7 +56,9 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 /** The bytes a bundle signature covers: JCS of the document without `signature`. */
 export function documentSigningInput(doc: Readonly<Record<string, unknown>>): Buffer {
-  const rest: Record<string, unknown> = {};
+  // A null-prototype copy: on a plain object, `rest['__proto__'] = 1` would set nothing, and a
+  // member `"__proto__"` added to a signed document would escape the signed bytes.
+  const rest = Object.create(null) as Record<string, unknown>;
   for (const [k, v] of Object.entries(doc)) if (k !== 'signature') rest[k] = v;
   return canonicalJsonBytes(rest);
 }
@@ -69,7 +71,7 @@ export function signDocument<T extends object>(doc: T, privateKey: Ed25519Privat
   if (opts.kid === UNSIGNED_SIGNED_BY.kid) throw new TypeError(`"${UNSIGNED_SIGNED_BY.kid}" is reserved for unsigned skeletons`);
   const signedBy: DocumentSigner = { issuer: opts.signerIssuer, kid: opts.kid, alg: SIGNATURE_ALG };
   if (opts.signedAt !== undefined) signedBy.signed_at = opts.signedAt;
-  const unsigned: Record<string, unknown> = {};
+  const unsigned = Object.create(null) as Record<string, unknown>;
   for (const [k, v] of Object.entries(doc)) if (k !== 'signature' && k !== 'signed_by') unsigned[k] = structuredClone(v);
   unsigned['signed_by'] = signedBy;
   const backend = opts.backend ?? getEd25519Backend();
