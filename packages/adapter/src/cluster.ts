@@ -73,6 +73,10 @@ export interface RunningClusterPrimary {
   workerPids(): number[];
   /** Forward a bundle reload (SIGHUP) to every worker. */
   reload(): void;
+  /** Turn readiness off (`/readyz` 503) while the workers keep serving: a shutdown delay. */
+  drain(): void;
+  /** Whether drain() or stop() was called. */
+  draining(): boolean;
   /** Stop every worker gracefully; resolves with the exit code (0, or 1 after a crash loop). */
   stop(reason?: string): Promise<number>;
   /** Resolves with the exit code once everything has stopped (after stop() or a crash loop). */
@@ -195,7 +199,7 @@ export async function startClusterPrimary(opts: ClusterPrimaryOptions): Promise<
   }
 
   async function readiness(): Promise<string[]> {
-    if (stopping) return ['shutting down'];
+    if (stopping || draining) return ['shutting down'];
     const problems = await Promise.all(
       slots.map(async (s): Promise<string[]> => {
         if (s.worker === undefined || !s.ready) return [`worker ${s.index} is not running`];
@@ -226,6 +230,8 @@ export async function startClusterPrimary(opts: ClusterPrimaryOptions): Promise<
   let adminServer: Server | undefined;
   let adminUrl: string | undefined;
 
+  /** drain(): readiness off while the workers keep serving (a shutdown delay). */
+  let draining = false;
   let stopped: Promise<number> | undefined;
   function stop(reason = 'stop'): Promise<number> {
     stopped ??= (async () => {
@@ -293,6 +299,10 @@ export async function startClusterPrimary(opts: ClusterPrimaryOptions): Promise<
     url: url ?? '',
     adminUrl,
     workerPids: () => slots.flatMap((s) => (s.worker?.process.pid !== undefined ? [s.worker.process.pid] : [])),
+    drain: () => {
+      draining = true;
+    },
+    draining: () => draining || stopping,
     reload: () => {
       for (const s of slots) s.worker?.process.kill('SIGHUP');
     },

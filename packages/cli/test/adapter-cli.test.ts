@@ -159,3 +159,50 @@ test('config file values of the wrong type are refused, also when a flag overrid
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('--shutdown-delay: on SIGTERM /readyz turns 503 at once while requests are still served; the drain starts after the delay, or at a second signal', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tp-adapter-cli-'));
+  const upstream = await startEchoUpstream();
+  try {
+    const { tm, pb } = writeBundles(dir);
+    const base = ['--upstream', upstream.url, '--bundle', tm, '--policy-bundle', pb, '--bundle-signature-public-key', SIGNING];
+    const a = await spawnAdapter([...base, '--shutdown-delay', '2']);
+    const exited = new Promise<number | null>((r) => a.child.once('exit', r));
+    const signalledAt = Date.now();
+    a.child.kill('SIGTERM');
+    // Readiness goes off first...
+    let ready = 200;
+    for (let i = 0; i < 40 && ready === 200; i++) {
+      const res = await request(`${a.admin}/readyz`);
+      ready = res.statusCode;
+      const body = await res.body.text();
+      if (ready !== 200) assert.match(body, /shutting down/);
+      else await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.equal(ready, 503);
+    // ...while the proxy still verifies and forwards.
+    const req = makeRequest({ nowMs: Date.now() });
+    const res = await request(`${a.url}/v1/orders/search`, { headers: req.headers });
+    await res.body.dump();
+    assert.equal(res.statusCode, 200);
+    assert.equal(await exited, 0);
+    assert.ok(Date.now() - signalledAt >= 1900, `exited after ${Date.now() - signalledAt} ms`);
+
+    // A second signal during the delay starts the drain at once.
+    const b = await spawnAdapter([...base, '--shutdown-delay', '30']);
+    const bExited = new Promise<number | null>((r) => b.child.once('exit', r));
+    const t0 = Date.now();
+    b.child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 200));
+    b.child.kill('SIGTERM');
+    assert.equal(await bExited, 0);
+    assert.ok(Date.now() - t0 < 10_000, `took ${Date.now() - t0} ms`);
+
+    const bad = await run('adapter', ...base, '--shutdown-delay', '301');
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--shutdown-delay must be at most 300, got 301/);
+  } finally {
+    await upstream.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -82,10 +82,19 @@ export function registerAdapter(program: Command, io: CliIo): void {
         throw failure(`cannot start: ${err instanceof Error ? err.message : String(err)}`);
       });
       log('info', 'adapter listening', { url: primary.url, admin: primary.adminUrl, upstream: o.upstream, replay: s.replay === 'memory' ? 'memory (primary)' : 'redis', workers });
-      io.stderr(`trustplane adapter: listening on ${primary.url} → ${o.upstream} (admin ${primary.adminUrl ?? 'off'}, ${workers} workers)\n`);
+      // With --shutdown-delay, readiness goes off at the first signal and the workers are stopped
+      // that much later (the workers themselves get no delay); a second signal stops them at once.
+      let delayTimer: NodeJS.Timeout | undefined;
       const onStop = (signal: string) => {
-        log('info', 'shutting down', { signal });
-        void primary.stop(signal);
+        if (primary.draining() || s.shutdownDelaySeconds === 0) {
+          if (!primary.draining()) log('info', 'shutting down', { signal });
+          clearTimeout(delayTimer);
+          void primary.stop(signal);
+          return;
+        }
+        primary.drain();
+        log('info', 'shutting down: not ready; draining after the shutdown delay', { signal, delay_ms: s.shutdownDelaySeconds * 1000 });
+        delayTimer = setTimeout(() => void primary.stop(signal), s.shutdownDelaySeconds * 1000);
       };
       const onTerm = () => onStop('SIGTERM');
       const onInt = () => onStop('SIGINT');
@@ -93,7 +102,8 @@ export function registerAdapter(program: Command, io: CliIo): void {
         log('info', 'SIGHUP: reloading bundles in every worker');
         primary.reload();
       };
-      process.once('SIGTERM', onTerm).once('SIGINT', onInt).on('SIGHUP', onHup);
+      process.on('SIGTERM', onTerm).on('SIGINT', onInt).on('SIGHUP', onHup);
+      io.stderr(`trustplane adapter: listening on ${primary.url} → ${o.upstream} (admin ${primary.adminUrl ?? 'off'}, ${workers} workers)\n`);
       const code = await primary.done;
       process.removeListener('SIGTERM', onTerm).removeListener('SIGINT', onInt).removeListener('SIGHUP', onHup);
       if (code !== 0) throw failure('stopped: an adapter worker kept crashing');
@@ -135,7 +145,10 @@ export function registerAdapter(program: Command, io: CliIo): void {
       await rt.untilStopped(() => adapter.close(10_000).then(() => attached.close()));
       return;
     }
+    // Signal handlers first, then the line that tells a supervisor (or a test) we are up: a
+    // SIGTERM sent the moment it reads that line must find them installed.
+    const stopped = rt.untilStopped(() => adapter.close(10_000), s.shutdownDelaySeconds * 1000);
     io.stderr(`trustplane adapter: listening on ${adapter.url} → ${o.upstream} (admin ${adapter.adminUrl ?? 'off'})\n`);
-    await rt.untilStopped(() => adapter.close(10_000));
+    await stopped;
   });
 }

@@ -117,8 +117,8 @@ function registerServe(broker: Command, io: CliIo): void {
       await spiffe?.close();
       throw failure(`cannot start: ${err instanceof Error ? err.message : String(err)}`);
     });
-    io.stderr(`trustplane broker: listening on ${o.socket} (classes: ${b.keyBindings.join(', ')}; audiences: ${allow.map((a) => a.audience).join(', ')})\n`);
-    await new Promise<void>((resolve) => {
+    // Signal handlers before the line that says we are up: a SIGTERM sent on reading it must find them.
+    const stopped = new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         log('info', 'shutting down', { signal });
         void server
@@ -130,6 +130,8 @@ function registerServe(broker: Command, io: CliIo): void {
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
     });
+    io.stderr(`trustplane broker: listening on ${o.socket} (classes: ${b.keyBindings.join(', ')}; audiences: ${allow.map((a) => a.audience).join(', ')})\n`);
+    await stopped;
   });
 }
 

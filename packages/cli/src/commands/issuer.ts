@@ -146,8 +146,8 @@ export function registerIssuer(program: Command, io: CliIo): void {
     const svc = await startIssuer({ listen, issuer: o.issuer, keyring, ...(o.publicUrl !== undefined ? { publicUrl: o.publicUrl } : {}), onLog: (level, msg, fields) => log(level, msg, fields) }).catch((err: unknown) => {
       throw failure(`cannot start: ${err instanceof Error ? err.message : String(err)}`);
     });
-    io.stderr(`trustplane issuer: serving ${svc.url}/.well-known/jwks.json (jwks_uri ${svc.jwksUri}); signing key ${keyring.signingKey().kid}\n`);
-    await new Promise<void>((resolve) => {
+    // Signal handlers before the line that says we are up: a SIGTERM sent on reading it must find them.
+    const stopped = new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         log('info', 'shutting down', { signal });
         void svc.close().then(resolve);
@@ -155,6 +155,8 @@ export function registerIssuer(program: Command, io: CliIo): void {
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
     });
+    io.stderr(`trustplane issuer: serving ${svc.url}/.well-known/jwks.json (jwks_uri ${svc.jwksUri}); signing key ${keyring.signingKey().kid}\n`);
+    await stopped;
   });
 
   addKeyringOptions(issuer.command('rotate').description('Publish the next key now; it signs after the recorded --prepublish seconds (a running service picks it up)'), false)

@@ -46,6 +46,7 @@ export interface VerifierFlags {
   logLevel: string;
   devAllowUnsignedBundles?: boolean;
   allowJwksFetch?: boolean;
+  shutdownDelay: string;
 }
 
 /** Live jtis the memory replay store holds by default (~87 B each: ~90 MB when full). */
@@ -106,6 +107,7 @@ export const VERIFIER_CONFIG_KEYS: Readonly<Record<string, string>> = {
   log_level: 'logLevel',
   dev_allow_unsigned_bundles: 'devAllowUnsignedBundles',
   allow_jwks_fetch: 'allowJwksFetch',
+  shutdown_delay: 'shutdownDelay',
 };
 
 /** Apply a JSON config file to every option still at its default (flags and env win). */
@@ -173,6 +175,7 @@ export function addVerifierOptions(cmd: Command, defaults: { listen: string; adm
     .addOption(env(new Option('--skew <seconds>', 'allowed clock skew').default('30'), 'SKEW'))
     .addOption(env(new Option('--max-lifetime <seconds>', 'maximum passport lifetime').default('900'), 'MAX_LIFETIME'))
     .addOption(env(new Option('--log-level <level>', 'debug, info, warn, error').choices(['debug', 'info', 'warn', 'error']).default('info'), 'LOG_LEVEL'))
+    .addOption(env(new Option('--shutdown-delay <seconds>', 'on SIGTERM/SIGINT, answer /readyz 503 and keep serving this long before draining (give load balancers time to stop sending; a second signal skips it)').default('0'), 'SHUTDOWN_DELAY'))
     .addOption(env(new Option('--allow-jwks-fetch', "also trust keys fetched from the trust material's jwks_uri entries (opt-in; pinned keys are the default)"), 'ALLOW_JWKS_FETCH'))
     .addOption(env(new Option(DEV_ALLOW_UNSIGNED_FLAG, 'DEVELOPMENT ONLY: accept unsigned bundles'), 'DEV_ALLOW_UNSIGNED_BUNDLES'));
 }
@@ -197,6 +200,14 @@ export interface VerifierSettings {
   auditLog: string;
   allowJwksFetch: boolean;
   logLevel: LogLevel;
+  /** Seconds between a stop signal (readiness off) and the start of the drain. */
+  shutdownDelaySeconds: number;
+}
+
+function boundedSeconds(value: string, flag: string, max: number): number {
+  const n = positiveInt(value, flag, true);
+  if (n > max) throw usageError(`${flag} must be at most ${max}, got ${n}`);
+  return n;
 }
 
 export function verifierSettings(o: VerifierFlags): VerifierSettings {
@@ -230,6 +241,7 @@ export function verifierSettings(o: VerifierFlags): VerifierSettings {
     auditLog: o.auditLog,
     allowJwksFetch: o.allowJwksFetch === true,
     logLevel: o.logLevel as LogLevel,
+    shutdownDelaySeconds: boundedSeconds(o.shutdownDelay, '--shutdown-delay', 300),
   };
 }
 
@@ -237,14 +249,18 @@ export interface VerifierRuntime {
   watcher: BundleWatcher;
   /** What the verifier reads: the watcher, or the JWKS trust source in front of it. */
   policy: PolicyProvider;
-  /** Extra readiness (JWKS issuers fetched), for /readyz. */
-  extraReadiness: (() => string | undefined) | undefined;
+  /** Extra readiness (JWKS issuers fetched; not while shutting down), for /readyz. */
+  extraReadiness: () => string | undefined;
   replayStore: ReplayStore;
   audit: AuditSink;
   /** Count reloads in `metrics`, log and audit them as `component`. */
   observeReloads(metrics: AdapterMetrics, component: AuditComponent): void;
   /** Resolve on SIGTERM/SIGINT after `stop`; SIGHUP reloads the bundles. */
-  untilStopped(stop: () => Promise<void>): Promise<void>;
+  /**
+   * Resolve once `stop` has run after SIGTERM/SIGINT. With `delayMs`, readiness turns off at the
+   * signal and `stop` runs that much later (a second signal runs it at once).
+   */
+  untilStopped(stop: () => Promise<void>, delayMs?: number): Promise<void>;
   /** Undo what was started (startup failed later). */
   abort(): void;
 }
@@ -286,10 +302,11 @@ export async function startVerifierRuntime(s: VerifierSettings): Promise<Verifie
     // Startup waits a little for the first fetch; readiness reports what is still missing.
     await Promise.race([jwks.start(), new Promise((r) => setTimeout(r, 5000).unref())]);
   }
+  let draining = false;
   return {
     watcher,
     policy: jwks ?? watcher,
-    extraReadiness: jwks === undefined ? undefined : () => jwks.readiness(),
+    extraReadiness: () => (draining ? 'shutting down' : jwks?.readiness()),
     replayStore,
     audit,
     observeReloads(metrics, component) {
@@ -306,16 +323,32 @@ export async function startVerifierRuntime(s: VerifierSettings): Promise<Verifie
         reloadAudit(false, e.reason, `bundle reload refused: ${e.detail}`, e.servingPolicyVersion);
       });
     },
-    untilStopped(stop) {
+    untilStopped(stop, delayMs = 0) {
       return new Promise<void>((resolve) => {
-        const onSignal = (signal: string) => {
-          log('info', 'shutting down', { signal });
+        let timer: NodeJS.Timeout | undefined;
+        const onTerm = () => onSignal('SIGTERM');
+        const onInt = () => onSignal('SIGINT');
+        const proceed = () => {
+          // From here a further signal gets Node's default (exit at once), as before the drain.
+          process.removeListener('SIGTERM', onTerm).removeListener('SIGINT', onInt);
+          if (timer !== undefined) clearTimeout(timer);
           watcher.close();
           jwks?.close();
           void stop().then(resolve);
         };
-        process.once('SIGTERM', () => onSignal('SIGTERM'));
-        process.once('SIGINT', () => onSignal('SIGINT'));
+        const onSignal = (signal: string) => {
+          if (draining || delayMs === 0) {
+            if (!draining) log('info', 'shutting down', { signal });
+            draining = true;
+            proceed();
+            return;
+          }
+          // Readiness off now; keep serving while load balancers notice, then drain.
+          draining = true;
+          log('info', 'shutting down: not ready; draining after the shutdown delay', { signal, delay_ms: delayMs });
+          timer = setTimeout(proceed, delayMs);
+        };
+        process.on('SIGTERM', onTerm).on('SIGINT', onInt);
         process.on('SIGHUP', () => {
           log('info', 'SIGHUP: reloading bundles');
           watcher.reload();

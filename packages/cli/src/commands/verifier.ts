@@ -56,7 +56,9 @@ export function registerVerifier(program: Command, io: CliIo): void {
     });
     rt.observeReloads(v.metrics, 'verifier');
     log('info', 'forward-auth verifier listening', { url: v.url, admin: v.adminUrl, replay: s.replay === 'memory' ? 'memory' : 'redis', trust_forwarded_headers: o.trustForwardedHeaders === true, policy_version: rt.watcher.current()?.policy.policyVersion });
+    // Signal handlers before the line a supervisor waits for (see adapter.ts).
+    const stopped = rt.untilStopped(() => v.close(), s.shutdownDelaySeconds * 1000);
     io.stderr(`trustplane verifier: listening on ${v.url} (admin ${v.adminUrl ?? 'off'}; conventions: ${[o.trustForwardedHeaders === true ? 'nginx, traefik' : '', o.envoyPathPrefix !== '' ? `envoy ${o.envoyPathPrefix}` : ''].filter((x) => x !== '').join(', ') || 'none'})\n`);
-    await rt.untilStopped(() => v.close());
+    await stopped;
   });
 }
