@@ -567,3 +567,58 @@ test('helm: the chart README documents every value, and names no value that does
   const known = (p: string): boolean => leaves.some((l) => l === p || l.startsWith(`${p}.`));
   assert.deepEqual([...documented].filter((p) => !known(p)), [], 'README rows for values that do not exist');
 });
+
+test('helm: graceful rollouts — a shutdown delay before the drain, and a grace period that covers both', { skip }, async () => {
+  const base = ['-f', ciValues('minimal')];
+  const d = one<Deployment>(await renderObjects(base), 'Deployment');
+  assert.equal(envOf(d.spec.template.spec.containers[0]!, 'TRUSTPLANE_SHUTDOWN_DELAY')?.value, '5');
+  await renderFails([...base, '--set', 'adapter.terminationGracePeriodSeconds=15'], /adapter\.terminationGracePeriodSeconds=15 must exceed adapter\.shutdownDelaySeconds \(5\) plus the adapter's 10 s drain/);
+  const noDelay = one<Deployment>(await renderObjects([...base, '--set', 'adapter.shutdownDelaySeconds=0,adapter.terminationGracePeriodSeconds=15']), 'Deployment');
+  assert.equal(envOf(noDelay.spec.template.spec.containers[0]!, 'TRUSTPLANE_SHUTDOWN_DELAY')?.value, '0');
+});
+
+test('helm: renders that could never work fail — same two ports, a PDB that blocks every drain, egress with no way to the upstream', { skip }, async () => {
+  const base = ['-f', ciValues('minimal')];
+  await renderFails([...base, '--set', 'adapter.adminPort=8080'], /adapter\.port and adapter\.adminPort are both 8080/);
+  await renderFails([...base, '--set', 'adapter.podDisruptionBudget.enabled=true,adapter.podDisruptionBudget.minAvailable=1'], /adapter\.podDisruptionBudget would never allow an eviction with adapter\.replicas=1/);
+  await renderFails([...base, '--set', 'adapter.podDisruptionBudget.enabled=true,adapter.podDisruptionBudget.maxUnavailable=0'], /would never allow an eviction/);
+  await renderFails([...base, '--set', 'adapter.podDisruptionBudget.enabled=true', '--set-string', 'adapter.podDisruptionBudget.minAvailable=100%'], /would never allow an eviction/);
+  await renderFails([...base, '--set', 'networkPolicy.upstream.enabled=false,networkPolicy.upstream.podLabels=null,networkPolicy.upstream.ports=null'], /nothing would let it reach the upstream/);
+  // The upstream's own policy off, its labels and ports given: the adapter keeps its egress rule.
+  const objs = await renderObjects([...base, '--set', 'networkPolicy.upstream.enabled=false']);
+  assert.equal(byKind(objs, 'NetworkPolicy').length, 1);
+  const egress = one<NetworkPolicy>(objs, 'NetworkPolicy', adapterName).spec.egress ?? [];
+  assert.ok(egress.some((rule) => (rule.to ?? []).some((peer) => peer.podSelector !== undefined) && (rule.ports ?? []).length > 0), JSON.stringify(egress));
+  // A PDB that allows one eviction of three renders.
+  const pdb = await renderObjects([...base, '--set', 'adapter.replicas=3,adapter.replay.store=redis,adapter.replay.redis.url=redis://r:6379,adapter.podDisruptionBudget.enabled=true,adapter.podDisruptionBudget.minAvailable=2']);
+  assert.equal(one<Pdb>(pdb, 'PodDisruptionBudget').spec.minAvailable, 2);
+});
+
+test('helm: the security contexts accept no other keys (typos, seLinuxOptions, procMount Unmasked, Unconfined AppArmor)', { skip }, async () => {
+  const base = ['-f', ciValues('minimal')];
+  const cases: [string, RegExp][] = [
+    ['containerSecurityContext.readOnlyRootFileSystem=false', /containerSecurityContext: Additional property readOnlyRootFileSystem is not allowed/],
+    ['podSecurityContext.runAsUsr=0', /podSecurityContext: Additional property runAsUsr is not allowed/],
+    ['podSecurityContext.seLinuxOptions.type=spc_t', /podSecurityContext: Additional property seLinuxOptions is not allowed/],
+    ['containerSecurityContext.procMount=Unmasked', /containerSecurityContext\.procMount does not match: "Default"/],
+    ['containerSecurityContext.appArmorProfile.type=Unconfined', /containerSecurityContext\.appArmorProfile\.type must be one of the following/],
+  ];
+  const results = await Promise.all(cases.map(([set]) => runRender([...base, '--set', set])));
+  results.forEach((r, i) => {
+    assert.equal(r.code, 1, `${cases[i]![0]} should be refused`);
+    assert.match(r.stderr, cases[i]![1], r.stderr);
+  });
+  // Strengthening ones pass.
+  await renderObjects([...base, '--set', 'containerSecurityContext.appArmorProfile.type=RuntimeDefault,podSecurityContext.fsGroupChangePolicy=OnRootMismatch']);
+});
+
+test('helm: a caller container\'s own securityContext keys win one by one, false included; the rest come from the hardened default', { skip }, async () => {
+  const r = await runRender(['--json', '-f', ciValues('broker'), '--set', 'broker.workload.containers[0].securityContext.readOnlyRootFilesystem=false']);
+  assert.equal(r.code, 0, r.stderr);
+  const d = (JSON.parse(r.stdout) as K8sObject[]).find((o) => o.kind === 'Deployment') as Deployment;
+  const worker = d.spec.template.spec.containers.find((c) => c.name === 'worker')!;
+  assert.equal(worker.securityContext?.readOnlyRootFilesystem, false, 'sprig merge used to turn this back into true');
+  assert.equal(worker.securityContext?.allowPrivilegeEscalation, false);
+  assert.deepEqual(worker.securityContext?.capabilities?.drop, ['ALL']);
+  assert.equal(worker.securityContext?.runAsUser, 10001);
+});

@@ -124,6 +124,24 @@ Call with (dict "image" .Values.adapter.image "path" "adapter.image"). */}}
 {{- if and (eq $a.routePolicyMode "route-id") (not $a.routeId) -}}
 {{- fail "adapter.routePolicyMode=route-id needs adapter.routeId" -}}
 {{- end -}}
+{{- if eq (int $a.port) (int $a.adminPort) -}}
+{{- fail (printf "adapter.port and adapter.adminPort are both %d: the proxy and the admin endpoints need ports of their own" (int $a.port)) -}}
+{{- end -}}
+{{- if le (int $a.terminationGracePeriodSeconds) (add (int $a.shutdownDelaySeconds) 10) -}}
+{{- fail (printf "adapter.terminationGracePeriodSeconds=%d must exceed adapter.shutdownDelaySeconds (%d) plus the adapter's 10 s drain, or Kubernetes kills it mid-drain" (int $a.terminationGracePeriodSeconds) (int $a.shutdownDelaySeconds)) -}}
+{{- end -}}
+{{- $pdb := $a.podDisruptionBudget -}}
+{{- if $pdb.enabled -}}
+{{- $min := toString $pdb.minAvailable -}}
+{{- $max := toString $pdb.maxUnavailable -}}
+{{- if or (and (ne $min "") (or (eq $min "100%") (and (regexMatch "^[0-9]+$" $min) (ge (atoi $min) $replicas)))) (and (eq $min "") (or (eq $max "0") (eq $max "0%"))) -}}
+{{- fail (printf "adapter.podDisruptionBudget would never allow an eviction with adapter.replicas=%d (minAvailable %q, maxUnavailable %q): node drains would hang. Lower it, or disable the budget" $replicas $min $max) -}}
+{{- end -}}
+{{- end -}}
+{{- $np := .Values.networkPolicy -}}
+{{- if and $np.enabled $np.adapter.egress.enabled (not $np.upstream.enabled) (not (and $np.upstream.podLabels $np.upstream.ports)) (not $np.adapter.egress.extraRules) -}}
+{{- fail "networkPolicy.adapter.egress.enabled restricts the adapter's egress, but with networkPolicy.upstream.enabled=false nothing would let it reach the upstream: set networkPolicy.upstream.podLabels and ports (the egress rule uses them), add networkPolicy.adapter.egress.extraRules, or set networkPolicy.adapter.egress.enabled=false" -}}
+{{- end -}}
 {{- if and .Values.networkPolicy.enabled .Values.networkPolicy.upstream.enabled -}}
 {{- if not .Values.networkPolicy.upstream.podLabels -}}
 {{- fail "networkPolicy.upstream.podLabels is required: the labels of the upstream API pods, so that only the adapter may reach them (or set networkPolicy.upstream.enabled=false and protect the upstream yourself)" -}}
