@@ -27,15 +27,17 @@ async function up(args: string[]): Promise<{ stdout: () => string; stop: (signal
   };
 }
 
-/** Pull the argv of a printed `trustplane …` command (two lines joined by `\`). */
+/** Pull the argv of a printed `trustplane …` command (two lines joined by `\`), as a shell splits it. */
 function printedCommand(stdout: string, verb: string): string[] {
   const joined = stdout.replace(/\\\n\s+/g, '');
   const line = joined.split('\n').find((l) => l.trim().startsWith(`trustplane ${verb}`))!;
-  return line.trim().replace(/ --curl \| sh$/, '').split(/\s+/).slice(1);
+  const words = line.trim().replace(/ --curl \| sh$/, '').match(/'[^']*'|\S+/g)!;
+  return words.map((w) => (w.startsWith("'") ? w.slice(1, -1) : w)).slice(1);
 }
 
 test('trustplane up: adapter + broker in front of your API; the printed next steps work; Ctrl-C stops cleanly; state is reused', async (t) => {
-  const dir = path.join(tempDir(t), 'state');
+  // A space in the path: the printed commands quote it, so they still work when pasted.
+  const dir = path.join(tempDir(t), 'my state');
   const upstream = await startEchoUpstream();
   t.after(() => upstream.close());
   const [port, adminPort] = [await freePort(), await freePort()];
@@ -44,6 +46,9 @@ test('trustplane up: adapter + broker in front of your API; the printed next ste
   const out = first.stdout();
   assert.match(out, /development catch-all/);
   assert.equal(statSync(path.join(dir, 'client.key')).mode & 0o777, 0o600);
+  assert.match(out, /--socket '[^']*my state\/broker\.sock'/);
+  // The directory holds private keys: it ignores itself in git.
+  assert.match(readFileSync(path.join(dir, '.gitignore'), 'utf8'), /^\*$/m);
   assert.equal((await request(`http://127.0.0.1:${adminPort}/readyz`)).statusCode, 200);
 
   // 1. The printed `trustplane sign` line, sent.

@@ -73,6 +73,12 @@ export function registerDemo(program: Command, io: CliIo, main: Main): void {
 
       const dir = mkdtempSync(join(tmpdir(), 'trustplane-demo-'));
       const f = (n: string) => join(dir, n);
+      // Ctrl-C mid-demo: the directory (it holds a private key) goes too, then the usual exit.
+      const onSignal = (signal: NodeJS.Signals) => {
+        if (opts.keep !== true) rmSync(dir, { recursive: true, force: true });
+        process.exit(signal === 'SIGINT' ? 130 : 143);
+      };
+      process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
       let upstream: Server | undefined;
       let adapter: Awaited<ReturnType<typeof StartAdapter>> | undefined;
       let watcher: BundleWatcher | undefined;
@@ -268,6 +274,7 @@ export function registerDemo(program: Command, io: CliIo, main: Main): void {
         else say(c('31;1', `${failures} step(s) did not behave as expected.`));
         if (opts.keep === true) say(c('2', `kept ${dir}`));
       } finally {
+        process.removeListener('SIGINT', onSignal).removeListener('SIGTERM', onSignal);
         watcher?.close();
         await brokerServer?.close();
         await svids?.close();

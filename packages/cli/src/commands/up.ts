@@ -8,7 +8,7 @@
  * routed for GET/POST/PUT/PATCH/DELETE, so any request to the API can be tried at once. Real
  * deployments route explicitly (docs/bundles.md).
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Option, type Command } from 'commander';
 import {
@@ -112,6 +112,9 @@ export function registerUp(program: Command, io: CliIo): void {
       const dir = path.resolve(o.dir);
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const f = (n: string) => path.join(dir, n);
+      // The directory holds private keys: keep it out of git when it sits in a working tree
+      // (`npx trustplane up` in a project writes ./.trustplane).
+      if (!existsSync(f('.gitignore'))) writeFileSync(f('.gitignore'), '# written by trustplane up: private keys live here\n*\n', { mode: 0o644 });
       // Another `up` running on this directory would hot-reload the bundles written below: find
       // it before anything is written (its broker socket answers).
       if ((await probeSocket(f('broker.sock'))) === 'live') throw failure(`another trustplane up is running on ${dir} (its broker socket answers); stop it first, or use another --dir`);
@@ -207,7 +210,24 @@ export function registerUp(program: Command, io: CliIo): void {
       });
       const example = (o.route === undefined ? routes.find((r) => r.routeId === 'any.get.1') : routes.find((r) => r.method === 'GET')) ?? routes[0]!;
       const examplePath = o.route === undefined ? '/hello' : example.pathTemplate.replace(/\{[^}]+\}/g, 'x');
-      const rel = (p: string) => (path.relative(process.cwd(), p).startsWith('..') ? p : path.relative(process.cwd(), p) || '.');
+      const relPath = (p: string) => (path.relative(process.cwd(), p).startsWith('..') ? p : path.relative(process.cwd(), p) || '.');
+      // Printed commands are copied into a shell: quote a path that needs it.
+      const rel = (p: string) => {
+        const r = relPath(p);
+        return /^[A-Za-z0-9_./:@%+=,-]+$/.test(r) ? r : `'${r.replace(/'/g, `'\\''`)}'`;
+      };
+      // Signal handlers before the lines that say we are up: a SIGTERM sent on reading them must find them.
+      const stopped = new Promise<void>((resolve) => {
+        const stop = (signal: string) => {
+          log('info', 'shutting down', { signal });
+          watcher.close();
+          void Promise.all([adapter.close(5000), broker.close()])
+            .then(() => audit.close())
+            .then(resolve);
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
       io.stdout(
         [
           `trustplane up: ready`,
@@ -228,17 +248,7 @@ export function registerUp(program: Command, io: CliIo): void {
           ``,
         ].join('\n'),
       );
-      await new Promise<void>((resolve) => {
-        const stop = (signal: string) => {
-          log('info', 'shutting down', { signal });
-          watcher.close();
-          void Promise.all([adapter.close(5000), broker.close()])
-            .then(() => audit.close())
-            .then(resolve);
-        };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
-      });
+      await stopped;
       io.stderr('trustplane up: stopped\n');
     });
 }
