@@ -193,6 +193,9 @@ export function validatePassportClaims(payload: JsonObject, opts: ClaimTimeOptio
   const iat = int(payload, 'iat');
   const exp = int(payload, 'exp');
   const jti = str(payload, 'jti', 256);
+  // The transcript binds the trimmed jti and the replay key the jti as given: with surrounding
+  // whitespace, " J1 " and "J1" would share a transcript line but not a replay slot.
+  if (pyTrim(jti) !== jti) throw badClaim('claim jti has leading or trailing whitespace');
   const trustDomain = str(payload, 'trust_domain');
   const cnfRaw = payload['cnf'];
   if (!isJsonObject(cnfRaw)) throw badClaim('claim cnf is missing or not an object');
