@@ -75,8 +75,6 @@ export interface RunningClusterPrimary {
   reload(): void;
   /** Turn readiness off (`/readyz` 503) while the workers keep serving: a shutdown delay. */
   drain(): void;
-  /** Whether drain() or stop() was called. */
-  draining(): boolean;
   /** Stop every worker gracefully; resolves with the exit code (0, or 1 after a crash loop). */
   stop(reason?: string): Promise<number>;
   /** Resolves with the exit code once everything has stopped (after stop() or a crash loop). */
@@ -302,7 +300,6 @@ export async function startClusterPrimary(opts: ClusterPrimaryOptions): Promise<
     drain: () => {
       draining = true;
     },
-    draining: () => draining || stopping,
     reload: () => {
       for (const s of slots) s.worker?.process.kill('SIGHUP');
     },

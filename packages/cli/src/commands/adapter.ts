@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Option, type Command } from 'commander';
 import { usageError, failure, type CliIo } from '../output.js';
-import { VERIFIER_CONFIG_KEYS, addVerifierOptions, applyConfigFile, positiveInt, startVerifierRuntime, verifierSettings, type VerifierFlags } from './runtime.js';
+import { VERIFIER_CONFIG_KEYS, addVerifierOptions, applyConfigFile, onStopSignals, positiveInt, startVerifierRuntime, verifierSettings, type VerifierFlags } from './runtime.js';
 
 export { parseHostPort, parseSigningKeys } from './runtime.js';
 
@@ -82,30 +82,23 @@ export function registerAdapter(program: Command, io: CliIo): void {
         throw failure(`cannot start: ${err instanceof Error ? err.message : String(err)}`);
       });
       log('info', 'adapter listening', { url: primary.url, admin: primary.adminUrl, upstream: o.upstream, replay: s.replay === 'memory' ? 'memory (primary)' : 'redis', workers });
-      // With --shutdown-delay, readiness goes off at the first signal and the workers are stopped
-      // that much later (the workers themselves get no delay); a second signal stops them at once.
-      let delayTimer: NodeJS.Timeout | undefined;
-      const onStop = (signal: string) => {
-        if (primary.draining() || s.shutdownDelaySeconds === 0) {
-          if (!primary.draining()) log('info', 'shutting down', { signal });
-          clearTimeout(delayTimer);
-          void primary.stop(signal);
-          return;
-        }
-        primary.drain();
-        log('info', 'shutting down: not ready; draining after the shutdown delay', { signal, delay_ms: s.shutdownDelaySeconds * 1000 });
-        delayTimer = setTimeout(() => void primary.stop(signal), s.shutdownDelaySeconds * 1000);
-      };
-      const onTerm = () => onStop('SIGTERM');
-      const onInt = () => onStop('SIGINT');
+      // With --shutdown-delay the workers are stopped that much after readiness goes off (the
+      // workers themselves get no delay).
+      const removeStopSignals = onStopSignals(
+        s.shutdownDelaySeconds * 1000,
+        log,
+        () => primary.drain(),
+        (signal) => void primary.stop(signal),
+      );
       const onHup = () => {
         log('info', 'SIGHUP: reloading bundles in every worker');
         primary.reload();
       };
-      process.on('SIGTERM', onTerm).on('SIGINT', onInt).on('SIGHUP', onHup);
+      process.on('SIGHUP', onHup);
       io.stderr(`trustplane adapter: listening on ${primary.url} → ${o.upstream} (admin ${primary.adminUrl ?? 'off'}, ${workers} workers)\n`);
       const code = await primary.done;
-      process.removeListener('SIGTERM', onTerm).removeListener('SIGINT', onInt).removeListener('SIGHUP', onHup);
+      removeStopSignals();
+      process.removeListener('SIGHUP', onHup);
       if (code !== 0) throw failure('stopped: an adapter worker kept crashing');
       return;
     }

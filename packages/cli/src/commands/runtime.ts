@@ -180,6 +180,40 @@ export function addVerifierOptions(cmd: Command, defaults: { listen: string; adm
     .addOption(env(new Option(DEV_ALLOW_UNSIGNED_FLAG, 'DEVELOPMENT ONLY: accept unsigned bundles'), 'DEV_ALLOW_UNSIGNED_BUNDLES'));
 }
 
+/**
+ * SIGTERM/SIGINT for a serving process: the first signal calls `drain()` (readiness off); `stop`
+ * runs `delayMs` later (`--shutdown-delay`: load balancers stop sending meanwhile), or at once
+ * when there is no delay or a second signal comes. Once `stop` runs the handlers are gone, so a
+ * further signal gets Node's default (exit at once). Returns the removal of the handlers.
+ */
+export function onStopSignals(delayMs: number, log: (level: 'info', msg: string, fields: Record<string, unknown>) => void, drain: () => void, stop: (signal: string) => void): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  let draining = false;
+  const remove = () => {
+    clearTimeout(timer);
+    process.removeListener('SIGTERM', onTerm).removeListener('SIGINT', onInt);
+  };
+  const now = (signal: string) => {
+    remove();
+    stop(signal);
+  };
+  const onSignal = (signal: string) => {
+    if (draining) return now(signal);
+    draining = true;
+    drain();
+    if (delayMs === 0) {
+      log('info', 'shutting down', { signal });
+      return now(signal);
+    }
+    log('info', 'shutting down: not ready; draining after the shutdown delay', { signal, delay_ms: delayMs });
+    timer = setTimeout(() => now(signal), delayMs);
+  };
+  const onTerm = () => onSignal('SIGTERM');
+  const onInt = () => onSignal('SIGINT');
+  process.on('SIGTERM', onTerm).on('SIGINT', onInt);
+  return remove;
+}
+
 /** Validated shared settings (pure: nothing started yet). */
 export interface VerifierSettings {
   listen: { host: string; port: number };
@@ -325,30 +359,16 @@ export async function startVerifierRuntime(s: VerifierSettings): Promise<Verifie
     },
     untilStopped(stop, delayMs = 0) {
       return new Promise<void>((resolve) => {
-        let timer: NodeJS.Timeout | undefined;
-        const onTerm = () => onSignal('SIGTERM');
-        const onInt = () => onSignal('SIGINT');
-        const proceed = () => {
-          // From here a further signal gets Node's default (exit at once), as before the drain.
-          process.removeListener('SIGTERM', onTerm).removeListener('SIGINT', onInt);
-          if (timer !== undefined) clearTimeout(timer);
-          watcher.close();
-          jwks?.close();
-          void stop().then(resolve);
-        };
-        const onSignal = (signal: string) => {
-          if (draining || delayMs === 0) {
-            if (!draining) log('info', 'shutting down', { signal });
-            draining = true;
-            proceed();
-            return;
-          }
-          // Readiness off now; keep serving while load balancers notice, then drain.
-          draining = true;
-          log('info', 'shutting down: not ready; draining after the shutdown delay', { signal, delay_ms: delayMs });
-          timer = setTimeout(proceed, delayMs);
-        };
-        process.on('SIGTERM', onTerm).on('SIGINT', onInt);
+        onStopSignals(
+          delayMs,
+          log,
+          () => (draining = true),
+          () => {
+            watcher.close();
+            jwks?.close();
+            void stop().then(resolve);
+          },
+        );
         process.on('SIGHUP', () => {
           log('info', 'SIGHUP: reloading bundles');
           watcher.reload();
