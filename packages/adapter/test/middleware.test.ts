@@ -101,56 +101,69 @@ test('Express middleware: req.trustplane and req.trustplaneBody in the route han
   }
 });
 
-test('Express routing case-insensitively (its default): every request refused 500 internal_error, no handler runs, no jti spent', async () => {
-  // Policy matches /v1/orders/SEARCH as orders.get (/v1/orders/{id}); Express would run the
-  // /v1/orders/search handler for it. The middleware cannot tell which handler will run.
-  const verifier = newVerifier();
-  let handled = 0;
-  const serveWith = async (caseSensitive: boolean, fn: (base: string) => Promise<void>) => {
-    const app = express();
-    if (caseSensitive) app.set('case sensitive routing', true);
-    app.use(createTrustPlaneExpressMiddleware(verifier));
-    app.get('/v1/orders/search', (_req, res) => {
-      handled++;
-      res.json({ handler: 'search' });
-    });
-    const server = await new Promise<Server>((r) => {
-      const s = app.listen(0, '127.0.0.1', () => r(s));
-    });
-    try {
-      await fn(urlOf(server));
-    } finally {
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
+test('Express with its default case-insensitive routing and a default Router: /v1/orders/SEARCH signed for orders.get never runs the search handler', async () => {
+  // The policy routes /v1/orders/SEARCH as orders.get (/v1/orders/{order_id}); Express, ignoring
+  // case, would run the /v1/orders/search handler. The verifier refuses the path because its
+  // case-folded reading resolves to orders.search; no handler runs and the jti is not spent.
+  const store = new MemoryReplayStore();
+  const verifier = new Verifier({ policy: new StaticPolicyProvider(compilePolicy(trustMaterial(), policyBundle())), replayStore: store });
+  const ran: string[] = [];
+  const app = express(); // case-insensitive: Express's default
+  const router = express.Router(); // its own default, case-insensitive, mounted under /v1
+  app.use(createTrustPlaneExpressMiddleware(verifier));
+  router.get('/orders/search', (_req, res) => {
+    ran.push('search');
+    res.json({ handler: 'search' });
+  });
+  router.get('/orders/:id', (_req, res) => {
+    ran.push('get');
+    res.json({ handler: 'get' });
+  });
+  app.use('/v1', router);
+  const server = await new Promise<Server>((r) => {
+    const s = app.listen(0, '127.0.0.1', () => r(s));
+  });
+  try {
+    const base = urlOf(server);
+    for (const path of ['/v1/orders/SEARCH', '/v1/ORDERS/search', '/v1/orders/Search/']) {
+      const upper = makeRequest({ ...now(), path, subject: 'service:reader', routeId: 'orders.get' });
+      const r = await send(base, upper);
+      assert.equal(r.status, 400, r.text);
+      assert.deepEqual(r.json, { allowed: false, reason: 'non_canonical_path' });
+      assert.equal(store.size, 0, 'the refused request spent no jti');
     }
-  };
-  const upper = makeRequest({ ...now(), path: '/v1/orders/SEARCH' });
-  await serveWith(false, async (base) => {
-    const r = await send(base, upper);
-    assert.equal(r.status, 500, r.text);
-    assert.deepEqual(r.json, { allowed: false, reason: 'internal_error' });
-  });
-  assert.equal(handled, 0);
-  // Case-sensitive: the same (unspent) request is verified as orders.get, and Express finds no
-  // handler for /v1/orders/SEARCH.
-  await serveWith(true, async (base) => {
-    const res = await request(`${base}${upper.path}`, { headers: upper.headers as Record<string, string> });
-    await res.body.text();
-    assert.equal(res.statusCode, 404);
-  });
-  assert.equal(handled, 0);
+    assert.deepEqual(ran, []);
+    const get = await send(base, makeRequest({ ...now(), path: '/v1/orders/ORD_1', subject: 'service:reader' }));
+    assert.equal(get.status, 200, get.text);
+    const search = await send(base, makeRequest({ ...now(), path: '/v1/orders/search' }));
+    assert.equal(search.status, 200, search.text);
+    assert.deepEqual(ran, ['get', 'search'], 'the handlers that ran are the routes the policy authorized');
+  } finally {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
 });
 
-test('Fastify plugin refuses to guard an instance that routes case-insensitively', async () => {
+test('Fastify routing case-insensitively: the plugin guards it, and a spelling of another route is refused before any handler', async () => {
   const app = Fastify({ routerOptions: { caseSensitive: false } });
-  await assert.rejects(
-    async () => {
-      await app.register(trustplaneFastify, { verifier: newVerifier() });
-      await app.ready();
-    },
-    /routes case-insensitively/,
-  );
-  await app.close().catch(() => undefined);
+  const ran: string[] = [];
+  await app.register(trustplaneFastify, { verifier: newVerifier() });
+  app.get('/v1/orders/search', () => (ran.push('search'), { handler: 'search' }));
+  app.get('/v1/orders/:id', () => (ran.push('get'), { handler: 'get' }));
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  try {
+    const base = urlOf(app.server);
+    for (const path of ['/v1/orders/SEARCH', '/v1/orders/%73earch']) {
+      const r = await send(base, makeRequest({ ...now(), path, subject: 'service:reader', routeId: 'orders.get' }));
+      assert.equal(r.status, 400, `${path}: ${r.text}`);
+      assert.deepEqual(r.json, { allowed: false, reason: 'non_canonical_path' });
+    }
+    const ok = await send(base, makeRequest({ ...now(), path: '/v1/orders/ord_1', subject: 'service:reader' }));
+    assert.equal(ok.status, 200, ok.text);
+    assert.deepEqual(ran, ['get']);
+  } finally {
+    await app.close();
+  }
 });
 
 test('Fastify plugin: body re-provided to the parser, request.trustplane in the handler', async () => {

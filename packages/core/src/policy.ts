@@ -4,11 +4,12 @@
  * id and by method + path, revocations as sets. Compilation validates structure and names the
  * JSON path of anything wrong.
  */
-import { FormatError } from './errors.js';
+import { FormatError, TrustPlaneError } from './errors.js';
 import { decodeBase64url } from './encoding.js';
 import { getEd25519Backend, type Ed25519Backend, type Ed25519PublicKey } from './ed25519/backend.js';
 import { isSignerClass, type SignerClass } from './signer-classes.js';
 import { canonicalAllowList } from './transcript.js';
+import { asciiLower } from './text.js';
 
 export const TRUST_MATERIAL_VERSION = 'trustplane-trust-material-v1';
 export const POLICY_BUNDLE_VERSION = 'trustplane-bundle-v1';
@@ -23,6 +24,14 @@ export interface TrustKey {
   public_key_b64url: string;
   /** `active` (default) and `retiring` verify; `revoked` denies with `revoked`. */
   status?: 'active' | 'retiring' | 'revoked';
+  /**
+   * Extension: the subjects this key may assert — at most one of the two. A key without either
+   * signs for any subject of its issuer (an issuer service or a broker); a self-issuing
+   * client's key is bound to its own subject, so two clients under one issuer cannot mint
+   * each other's subjects.
+   */
+  subject_exact?: string;
+  subject_prefix?: string;
 }
 
 export interface TrustIssuer {
@@ -31,7 +40,17 @@ export interface TrustIssuer {
   source_type: SourceType;
   keys: TrustKey[];
   jwks_uri?: string;
+  /**
+   * Extension: the highest signer class this issuer's passports may claim. Default by source
+   * type: `software` for software_jwks and oidc_jwks (a key in a file or an IdP proves nothing
+   * about the caller's key storage), `attested_workload` for spiffe_spire (a broker that
+   * verified the caller's SVID).
+   */
+  max_key_binding?: SignerClass;
 }
+
+/** The signer class an issuer of each source type may grant when its entry does not say. */
+export const DEFAULT_MAX_KEY_BINDING: Readonly<Record<SourceType, SignerClass>> = { software_jwks: 'software', oidc_jwks: 'software', spiffe_spire: 'attested_workload' };
 
 export interface Revocation {
   kid?: string;
@@ -133,6 +152,11 @@ export interface CompiledKey {
   readonly sourceType: SourceType;
   readonly status: 'active' | 'retiring' | 'revoked';
   readonly key: Ed25519PublicKey;
+  /** The highest signer class a passport under this key may claim (its issuer's). */
+  readonly maxKeyBinding: SignerClass;
+  /** The subjects the key may assert (`subject_exact` / `subject_prefix`); neither: any. */
+  readonly subjectExact: string | undefined;
+  readonly subjectPrefix: string | undefined;
 }
 
 export interface CompiledRoute {
@@ -151,6 +175,8 @@ export interface CompiledRoute {
   readonly requiredSignedHeaders: readonly string[];
   /** Template segments; `null` marks a `{name}` parameter. */
   readonly segments: readonly (string | null)[];
+  /** `segments` with ASCII letters lower-cased, for the case-insensitive reading of a path. */
+  readonly foldedSegments: readonly (string | null)[];
 }
 
 export interface CompiledPolicy {
@@ -160,6 +186,8 @@ export interface CompiledPolicy {
   readonly routesById: ReadonlyMap<string, CompiledRoute>;
   /** method → path → route, for template-free paths. */
   readonly exactRoutes: ReadonlyMap<string, ReadonlyMap<string, CompiledRoute>>;
+  /** method → lower-cased path → route, for template-free paths. */
+  readonly exactRoutesFolded: ReadonlyMap<string, ReadonlyMap<string, CompiledRoute>>;
   /** method → templated routes, most specific first. */
   readonly templateRoutes: ReadonlyMap<string, readonly CompiledRoute[]>;
   readonly revokedKids: ReadonlySet<string>;
@@ -191,19 +219,25 @@ function parseBaseUrl(url: string, path: string): { scheme: string; authority: s
   return { scheme: m[1]!.toLowerCase(), authority: m[2]!.toLowerCase() };
 }
 
+/** A template literal segment: pchar without escapes (so every reading of it is itself). */
+const TEMPLATE_LITERAL = /^[A-Za-z0-9\-._~!$&'()*+,;=:@]*$/;
+
 function templateSegments(template: string, path: string): (string | null)[] {
   if (!template.startsWith('/')) fail(path, 'must start with /');
-  return template
-    .slice(1)
-    .split('/')
-    .map((seg) => {
-      if (seg.startsWith('{') && seg.endsWith('}') && seg.length > 2) {
-        if (/[{}]/.test(seg.slice(1, -1))) fail(path, `invalid parameter segment ${seg}`);
-        return null;
-      }
-      if (/[{}]/.test(seg)) fail(path, `a parameter must be a whole segment: ${seg}`);
-      return seg;
-    });
+  const segs = template.slice(1).split('/');
+  return segs.map((seg, i) => {
+    if (seg.startsWith('{') && seg.endsWith('}') && seg.length > 2) {
+      if (/[{}]/.test(seg.slice(1, -1))) fail(path, `invalid parameter segment ${seg}`);
+      return null;
+    }
+    if (/[{}]/.test(seg)) fail(path, `a parameter must be a whole segment: ${seg}`);
+    // The same canonical form requests must have (resolveRoute), so a literal matches itself.
+    if (!TEMPLATE_LITERAL.test(seg)) fail(path, `segment ${JSON.stringify(seg)} holds a character outside RFC 3986 pchar, or a percent escape`);
+    if (seg === '' && i !== segs.length - 1) fail(path, 'must not hold an empty segment (//)');
+    const name = seg.split(';')[0];
+    if (name === '.' || name === '..') fail(path, 'must not hold a dot segment');
+    return seg;
+  });
 }
 
 function validateSource(src: unknown, path: string): SourceRule {
@@ -283,6 +317,7 @@ export function compilePolicy(trust: TrustMaterial, bundle: PolicyBundle, opts: 
     const sourceType = reqString(iss as unknown as Record<string, unknown>, 'source_type', p);
     if (!(SOURCE_TYPES as readonly string[]).includes(sourceType)) fail(`${p}.source_type`, `must be one of ${SOURCE_TYPES.join(', ')}`);
     if (!Array.isArray(iss.keys)) fail(`${p}.keys`, 'must be an array');
+    const maxKeyBinding = optSignerClass(iss as unknown as Record<string, unknown>, 'max_key_binding', p) ?? DEFAULT_MAX_KEY_BINDING[sourceType as SourceType];
     iss.keys.forEach((k: TrustKey, j) => {
       const kp = `${p}.keys[${j}]`;
       const kid = reqString(k as unknown as Record<string, unknown>, 'kid', kp);
@@ -296,7 +331,11 @@ export function compilePolicy(trust: TrustMaterial, bundle: PolicyBundle, opts: 
       } catch (err) {
         fail(`${kp}.public_key_b64url`, err instanceof Error ? err.message : 'invalid key');
       }
-      keysByKid.set(kid, { kid, issuer, trustDomain, sourceType: sourceType as SourceType, status, key });
+      const kr = k as unknown as Record<string, unknown>;
+      if (kr['subject_exact'] !== undefined && kr['subject_prefix'] !== undefined) fail(kp, 'at most one of subject_exact and subject_prefix');
+      const subjectExact = kr['subject_exact'] === undefined ? undefined : reqString(kr, 'subject_exact', kp);
+      const subjectPrefix = kr['subject_prefix'] === undefined ? undefined : reqString(kr, 'subject_prefix', kp);
+      keysByKid.set(kid, { kid, issuer, trustDomain, sourceType: sourceType as SourceType, status, key, maxKeyBinding, subjectExact, subjectPrefix });
     });
   });
 
@@ -315,6 +354,9 @@ export function compilePolicy(trust: TrustMaterial, bundle: PolicyBundle, opts: 
   const defaultMaxStale = bundle.default_max_staleness_seconds;
   const routesById = new Map<string, CompiledRoute>();
   const exactRoutes = new Map<string, Map<string, CompiledRoute>>();
+  const exactRoutesFolded = new Map<string, Map<string, CompiledRoute>>();
+  /** method + case-folded shape → route: two routes that only case or a trailing slash tell apart are refused. */
+  const shapes = new Map<string, CompiledRoute>();
   const templateRoutes = new Map<string, CompiledRoute[]>();
   if (!Array.isArray(bundle.route_groups)) fail('policy_bundle.route_groups', 'must be an array');
   bundle.route_groups.forEach((group, gi) => {
@@ -357,13 +399,23 @@ export function compilePolicy(trust: TrustMaterial, bundle: PolicyBundle, opts: 
         signedHeaders: canonicalAllowList(r.signed_headers ?? DEFAULT_SIGNED_HEADERS),
         requiredSignedHeaders: canonicalAllowList(r.required_signed_headers ?? []),
         segments,
+        foldedSegments: segments.map((seg) => (seg === null ? null : asciiLower(seg))),
       };
+      const shape = `${method} ${route.foldedSegments.map((seg) => seg ?? '{}').join('/').replace(/\/$/, '')}`;
+      const twin = shapes.get(shape);
+      if (twin !== undefined) {
+        if (twin.pathTemplate === pathTemplate) fail(`${rp}.path_template`, `${method} ${pathTemplate} is already routed to ${twin.routeId}`);
+        fail(`${rp}.path_template`, `${method} ${pathTemplate} differs from route ${twin.routeId} only in letter case, parameter names or a trailing slash: an upstream that ignores them cannot tell the two apart`);
+      }
+      shapes.set(shape, route);
       routesById.set(routeId, route);
       if (segments.every((s) => s !== null)) {
         let byPath = exactRoutes.get(method);
         if (byPath === undefined) exactRoutes.set(method, (byPath = new Map<string, CompiledRoute>()));
-        if (byPath.has(pathTemplate)) fail(`${rp}.path_template`, `${method} ${pathTemplate} is already routed to ${byPath.get(pathTemplate)!.routeId}`);
         byPath.set(pathTemplate, route);
+        let folded = exactRoutesFolded.get(method);
+        if (folded === undefined) exactRoutesFolded.set(method, (folded = new Map<string, CompiledRoute>()));
+        folded.set(asciiLower(pathTemplate), route);
       } else {
         let list = templateRoutes.get(method);
         if (list === undefined) templateRoutes.set(method, (list = []));
@@ -397,6 +449,7 @@ export function compilePolicy(trust: TrustMaterial, bundle: PolicyBundle, opts: 
     keysByKid,
     routesById,
     exactRoutes,
+    exactRoutesFolded,
     templateRoutes,
     revokedKids,
     revokedJtis,
@@ -404,41 +457,126 @@ export function compilePolicy(trust: TrustMaterial, bundle: PolicyBundle, opts: 
   };
 }
 
+/** Longest request path route matching looks at (a longer one is refused, never truncated). */
+export const MAX_PATH_LENGTH = 4096;
+
 /**
- * Whether a path segment may stand for a `{name}` template parameter. Not a dot segment (`.`,
- * `..`, also percent-encoded, also with a `;` path parameter after it, which Tomcat and Spring
- * strip before resolving `..;`), and no encoded slash or backslash (`%2F`, `%5C`) or literal
- * backslash: an API or framework that normalizes the path would otherwise route
- * `/v1/orders/..%2Fadmin`, verified as `orders.get`, somewhere outside the route's template.
+ * RFC 3986 pchar plus `/`: unreserved, sub-delims, `:`, `@` and `%` escapes. Anything else
+ * (space, controls, `"<>\^`{|}`, `#`, bytes outside ASCII) has no single reading across
+ * upstream stacks — a backslash is a separator to some, `#` starts a fragment to others.
  */
-function isParamValue(s: string): boolean {
-  if (s.charCodeAt(0) !== 0x2e /* . */ && s.indexOf('%') === -1 && s.indexOf('\\') === -1) return true;
-  if (s.indexOf('\\') !== -1 || /%(?:2f|5c)/i.test(s)) return false;
-  const segment = s.replace(/%2e/gi, '.').split(/;|%3b/i)[0];
-  return segment !== '.' && segment !== '..';
+const PATH_CHARS = /^[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$/;
+const HEX = /^[0-9A-Fa-f]{2}$/;
+
+function isUnreservedCode(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x2d || c === 0x2e || c === 0x5f || c === 0x7e;
+}
+
+function nonCanonical(detail: string): never {
+  throw new TrustPlaneError('non_canonical_path', detail);
 }
 
 /**
- * Request-mode route resolution: exact paths win over `{name}` templates; method must match. A
- * template parameter matches one non-empty segment that is not a dot segment and holds no
- * encoded slash or backslash (`isParamValue`).
+ * The one canonical form a request path must have before any route is matched (RFC 3986 §6.2.2
+ * normal form, tightened): pchar bytes only; every `%` a well-formed escape of a character that
+ * needs one (an escaped unreserved character such as `%73` for `s` is refused, as are `%2F`,
+ * `%5C` and an escaped `%` that starts another escape); no empty segment but a trailing one;
+ * no dot segment in any spelling (`.`, `%2e`, `..;x`). Returns whether the path holds a `%`.
  */
-export function resolveRoute(policy: CompiledPolicy, method: string, path: string): CompiledRoute | undefined {
-  const exact = policy.exactRoutes.get(method)?.get(path);
+function checkCanonicalPath(path: string): boolean {
+  if (path.length > MAX_PATH_LENGTH) nonCanonical(`the path is longer than ${MAX_PATH_LENGTH} characters`);
+  if (path.charCodeAt(0) !== 0x2f) nonCanonical('the path does not start with /');
+  if (!PATH_CHARS.test(path)) nonCanonical('the path holds a character outside RFC 3986 pchar (a space, control, backslash, #, non-ASCII byte, ...): percent-encode it');
+  let escapes = false;
+  for (let i = path.indexOf('%'); i !== -1; i = path.indexOf('%', i + 1)) {
+    escapes = true;
+    const hex = path.slice(i + 1, i + 3);
+    if (!HEX.test(hex)) nonCanonical('the path holds a malformed percent escape');
+    const c = parseInt(hex, 16);
+    if (isUnreservedCode(c)) nonCanonical(`the path percent-encodes the unreserved character ${JSON.stringify(String.fromCharCode(c))} (send it as is)`);
+    if (c === 0x2f || c === 0x5c) nonCanonical('the path holds an encoded slash or backslash (%2F, %5C)');
+    if (c === 0x25 && HEX.test(path.slice(i + 3, i + 5))) nonCanonical('the path holds a double-encoded escape (%25 followed by hex digits)');
+  }
+  const segs = path.split('/');
+  for (let i = 1; i < segs.length; i++) {
+    const seg = segs[i]!;
+    if (seg === '') {
+      if (i !== segs.length - 1) nonCanonical('the path holds an empty segment (//)');
+      continue;
+    }
+    // `.` is unreserved, so it is never escaped here: a dot segment is `.` or `..`, possibly
+    // followed by `;params` (Tomcat and Spring strip them before resolving `..;`).
+    const plain = escapes ? decodePath(seg) : seg; // `..%3B` is `..;` once decoded
+    const semi = plain.indexOf(';');
+    const name = semi === -1 ? plain : plain.slice(0, semi);
+    if (name === '.' || name === '..') nonCanonical('the path holds a dot segment (. or ..)');
+  }
+  return escapes;
+}
+
+/** The path with every escape decoded byte for byte (latin-1: templates are ASCII, checked at compile). */
+function decodePath(path: string): string {
+  return path.replace(/%([0-9A-Fa-f]{2})/g, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+}
+
+/** Each segment without its `;parameters` (as Tomcat and Spring route it). */
+function withoutPathParameters(path: string): string {
+  return path.replace(/;[^/]*/g, '');
+}
+
+/** One reading of a path against the policy: exact paths first, then templates, most specific first. */
+function matchRoute(policy: CompiledPolicy, method: string, path: string, fold: boolean): CompiledRoute | undefined {
+  const exact = fold ? policy.exactRoutesFolded.get(method)?.get(asciiLower(path)) : policy.exactRoutes.get(method)?.get(path);
   if (exact !== undefined) return exact;
   const templates = policy.templateRoutes.get(method);
-  if (templates === undefined || !path.startsWith('/')) return undefined;
-  const segs = path.slice(1).split('/');
+  if (templates === undefined) return undefined;
+  const segs = (fold ? asciiLower(path) : path).slice(1).split('/');
   outer: for (const route of templates) {
-    if (route.segments.length !== segs.length) continue;
+    const literals = fold ? route.foldedSegments : route.segments;
+    if (literals.length !== segs.length) continue;
     for (let i = 0; i < segs.length; i++) {
-      const t = route.segments[i];
+      const t = literals[i];
       const s = segs[i]!;
       if (t === null) {
-        if (s === '' || !isParamValue(s)) continue outer;
+        if (s === '') continue outer;
       } else if (t !== s) continue outer;
     }
     return route;
   }
   return undefined;
+}
+
+const HAS_UPPER = /[A-Z]/;
+
+/**
+ * Request-mode route resolution, on the path's one canonical form (see `checkCanonicalPath`;
+ * otherwise `non_canonical_path`). Exact paths win over `{name}` templates; the method must
+ * match; a parameter matches one non-empty segment.
+ *
+ * The route must not depend on how the upstream reads the path: the path percent-decoded (Go
+ * net/http, Flask, Fastify, Hono), matched ignoring ASCII letter case (Express's default),
+ * without `;` parameters (Tomcat, Spring) or without a trailing slash (Express's non-strict
+ * routing) — alone or together — must resolve to the same route as the bytes as sent, or the
+ * request is refused `non_canonical_path`: `/v1/orders/SEARCH` signed for `/v1/orders/{id}`
+ * could run the `/v1/orders/search` handler. A plain lower-case path costs one reading.
+ */
+export function resolveRoute(policy: CompiledPolicy, method: string, path: string): CompiledRoute | undefined {
+  const escapes = checkCanonicalPath(path);
+  const route = matchRoute(policy, method, path, false);
+  const semicolons = path.indexOf(';') !== -1;
+  const trailing = path.length > 1 && path.charCodeAt(path.length - 1) === 0x2f;
+  if (!escapes && !semicolons && !trailing && !HAS_UPPER.test(path)) return route;
+  const readings = new Set<string>([path]);
+  if (escapes) readings.add(decodePath(path));
+  for (const r of [...readings]) if (r.indexOf(';') !== -1) readings.add(withoutPathParameters(r));
+  for (const r of [...readings]) if (r.length > 1 && r.endsWith('/')) readings.add(r.slice(0, -1));
+  for (const r of readings) {
+    const plain = r === path ? route : matchRoute(policy, method, r, false);
+    const folded = HAS_UPPER.test(r) ? matchRoute(policy, method, r, true) : plain;
+    if (plain !== route || folded !== route) {
+      const name = (x: CompiledRoute | undefined) => (x === undefined ? 'no route' : x.routeId);
+      nonCanonical(`the path resolves to ${name(route)} as sent but to ${name(plain !== route ? plain : folded)} as an upstream may read it (${JSON.stringify(r.slice(0, 256))}${folded !== plain ? ', ignoring case' : ''})`);
+    }
+  }
+  return route;
 }

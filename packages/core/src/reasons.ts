@@ -18,6 +18,7 @@ export const REASONS = {
   unsupported_passport_algorithm: { status: 401, origin: 'extension', meaning: 'The passport header uses an algorithm other than EdDSA, or a forbidden header (`jwk`, `jku`, `x5u`, `x5c`, unknown `crit`).' },
   unknown_issuer_key: { status: 401, origin: 'extension', meaning: 'The passport `kid` is not in the trust material.' },
   issuer_key_mismatch: { status: 401, origin: 'extension', meaning: 'The passport `iss` is not the issuer that owns the key named by `kid`.' },
+  key_subject_mismatch: { status: 401, origin: 'extension', meaning: 'The passport `sub` is not a subject the trust material enrols for the key that signed it (`subject_exact` / `subject_prefix` on the key).' },
   invalid_passport_signature: { status: 401, origin: 'extension', meaning: 'The passport signature does not verify with the issuer key.' },
   invalid_passport_claims: { status: 401, origin: 'extension', meaning: 'A required claim is missing or has the wrong type (iss, sub, aud, iat, exp, jti, trust_domain, cnf).' },
   passport_expired: { status: 401, origin: 'extension', meaning: 'The passport `exp` is in the past (beyond the allowed clock skew).' },
@@ -35,6 +36,7 @@ export const REASONS = {
   source_issuer_mismatch: { status: 403, origin: 'spec', meaning: "No source rule of the route accepts the passport's issuer." },
   source_trust_domain_mismatch: { status: 403, origin: 'spec', meaning: "No source rule of the route accepts the passport's trust domain." },
   source_subject_mismatch: { status: 403, origin: 'spec', meaning: "No source rule of the route accepts the passport's subject." },
+  key_binding_not_allowed: { status: 403, origin: 'extension', meaning: "The passport claims a signer class above the highest its issuer may grant (the issuer's `max_key_binding` in the trust material; by default `software` for software_jwks and oidc_jwks sources)." },
   insufficient_key_binding: { status: 403, origin: 'spec', meaning: 'The signer class (`cnf.key_binding`) ranks below the minimum the route or source requires.' },
   missing_provenance: { status: 403, origin: 'spec', meaning: 'The source rule has a provenance policy and the passport carries no provenance.' },
   provenance_mismatch: { status: 403, origin: 'spec', meaning: "The passport provenance does not satisfy the source rule's provenance policy." },
@@ -44,6 +46,12 @@ export const REASONS = {
   revoked: { status: 403, origin: 'extension', meaning: 'The key, the issuer and subject, or the jti is revoked in the policy bundle.' },
   // Malformed HTTP (400), size (413).
   malformed_request: { status: 400, origin: 'extension', meaning: 'The HTTP request is ambiguous or malformed (e.g. duplicated Authorization, invalid path, a signed header sent twice or named in `Connection`, an HTTP/1.1 request without exactly one `Host`).' },
+  non_canonical_path: {
+    status: 400,
+    origin: 'extension',
+    meaning:
+      'The path is not in the one canonical form route matching uses (a percent-encoded unreserved character, an encoded slash or backslash, a dot or empty segment, a malformed escape, a character outside RFC 3986 pchar), or it would resolve to another route as an upstream may read it (percent-decoded, ignoring letter case, without `;` parameters or a trailing slash).',
+  },
   body_too_large: { status: 413, origin: 'extension', meaning: 'The request body exceeds the configured maximum.' },
   // The verifier cannot decide (503), upstream failures (502/504).
   bundle_policy_missing: { status: 503, origin: 'spec', meaning: 'No valid signed policy bundle is loaded.' },

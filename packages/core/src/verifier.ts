@@ -153,6 +153,8 @@ interface Checking {
   readonly claimedBody: string;
   readonly nonce: string;
   readonly declared: string | undefined;
+  /** Header names spelled with `_`, by their `-` spelling (CGI/WSGI merge the two); usually none. */
+  readonly underscored: ReadonlyMap<string, string> | undefined;
   claims: PassportClaims | undefined;
   cnfKey: Ed25519PublicKey | undefined;
   transcript: Transcript | undefined;
@@ -191,6 +193,17 @@ function single(headers: RequestHeaders, name: string): string | undefined | nul
 function firstValue(headers: RequestHeaders, name: string): string | undefined {
   const v = headers[name];
   return v === undefined || typeof v === 'string' ? v : v[0];
+}
+
+/**
+ * Another request header that an API merging `_` and `-` (CGI, WSGI) would read as the signed
+ * header `name` — `X_Tenant` beside a signed `X-Tenant`, or the other way round — else undefined.
+ */
+function signedTwin(name: string, h: RequestHeaders, underscored: ReadonlyMap<string, string>): string | undefined {
+  const dashed = name.indexOf('_') === -1 ? name : name.replaceAll('_', '-');
+  if (dashed !== name && h[dashed] !== undefined) return dashed;
+  const other = underscored.get(dashed);
+  return other !== undefined && other !== name ? other || 'more than one header spelled with _' : undefined;
 }
 
 const FRESHNESS_OFFLINE = new Set(['offline-ok', 'offline_ok']);
@@ -235,6 +248,44 @@ function checkSource(rule: SourceRule, claims: PassportClaims, key: CompiledKey,
       if (got !== want) return { stage: 7, detail: `passport context ${field} differs from the policy` };
     }
   }
+  return undefined;
+}
+
+/**
+ * Headers with which common frameworks run another method or URL than the request line's
+ * (Rack, Express's method-override, Laravel, Symfony, IIS URL Rewrite): the verified method
+ * and path would not be what the upstream runs, so a request carrying one is refused.
+ */
+export const OVERRIDE_HEADERS: ReadonlySet<string> = new Set(['x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-url', 'x-rewrite-url']);
+
+/**
+ * One pass over the request's header names: an override header (in either spelling) is refused
+ * (its detail returned); names spelled with `_` are returned by their `-` spelling, for the
+ * twin check of signed headers. `undefined` when no name holds `_` (the usual case).
+ */
+function scanHeaderNames(h: RequestHeaders): Map<string, string> | string | undefined {
+  let underscored: Map<string, string> | undefined;
+  for (const name in h) {
+    let n = name;
+    if (name.indexOf('_') !== -1) {
+      n = name.replaceAll('_', '-');
+      (underscored ??= new Map()).set(n, underscored?.has(n) === true ? '' : name);
+    }
+    if (OVERRIDE_HEADERS.has(n)) return `${n} would make the API run another method or URL than the one verified`;
+  }
+  return underscored;
+}
+
+/**
+ * A query whose bytes upstream parsers read otherwise than SPEC §1 normalization binds it: a
+ * second leading `?` (normalization drops one, an API sees a key starting with `?`), a raw `;`
+ * (a separator to some parsers, data to the transcript, so `a=1;b=2` and `a=1%3Bb%3D2` would
+ * verify alike) and `#` (a fragment to most URL parsers, which drop the rest).
+ */
+function queryAmbiguity(query: string): string | undefined {
+  if (query.charCodeAt(0) === 0x3f) return 'the query starts with a second ?';
+  if (query.indexOf(';') !== -1) return 'the query holds a raw ; (some upstreams split parameters on it): send it as %3B';
+  if (query.indexOf('#') !== -1) return 'the query holds a raw # (a fragment to most upstreams): send it as %23';
   return undefined;
 }
 
@@ -431,19 +482,30 @@ export class Verifier {
       const policy = snapshot.policy;
       ctx.policy = policy;
       const method = req.method;
-      let route: CompiledRoute | undefined;
+      // The path's one canonical form, and the same route under every upstream reading of it,
+      // or non_canonical_path (thrown by resolveRoute).
+      const route = resolveRoute(policy, method, req.path);
       if (this.routeMode === 'route-id') {
-        route = policy.routesById.get(this.routeId!);
-        if (route === undefined) return deny('bundle_route_missing', `route ${this.routeId!} is not in the policy bundle`, ctx);
-        if (route.method !== method) {
-          ctx.route = route;
-          return deny('bundle_route_missing', `route ${route.routeId} serves ${route.method}, not ${method}`, ctx);
+        // This verifier serves one route: the request must be that route as the policy
+        // resolves it (method and path), not merely carry its method.
+        const served = policy.routesById.get(this.routeId!);
+        if (served === undefined) return deny('bundle_route_missing', `route ${this.routeId!} is not in the policy bundle`, ctx);
+        if (route !== served) {
+          ctx.route = served;
+          return deny('bundle_route_missing', `this verifier serves route ${served.routeId} (${served.method} ${served.pathTemplate}); ${method} ${req.path.slice(0, 256)} is ${route === undefined ? 'no route' : `route ${route.routeId}`}`, ctx);
         }
-      } else {
-        route = resolveRoute(policy, method, req.path);
-        if (route === undefined) return deny('bundle_route_missing', `no route for ${method} ${req.path.slice(0, 256)}`, ctx);
+      } else if (route === undefined) {
+        return deny('bundle_route_missing', `no route for ${method} ${req.path.slice(0, 256)}`, ctx);
       }
       ctx.route = route;
+      const query = req.query ?? '';
+      if (query !== '') {
+        const problem = queryAmbiguity(query);
+        if (problem !== undefined) return deny('malformed_request', problem, ctx);
+      }
+      const scan = scanHeaderNames(h);
+      if (typeof scan === 'string') return deny('malformed_request', scan, ctx);
+      const underscored = scan;
 
       // 4. Passport: parse (alg allow-list first), then the issuer key by kid.
       const parsed = parsePassport(token);
@@ -452,7 +514,7 @@ export class Verifier {
         this.policy.onUnknownKid?.(parsed.header.kid);
         return deny('unknown_issuer_key', `kid ${parsed.header.kid.slice(0, 128)} is not in the trust material`, ctx);
       }
-      return { index, req, ctx, snapshot, policy, route, parsed, key, proofSig, claimedDigest, claimedBody, nonce, declared, claims: undefined, cnfKey: undefined, transcript: undefined };
+      return { index, req, ctx, snapshot, policy, route, parsed, key, proofSig, claimedDigest, claimedBody, nonce, declared, underscored, claims: undefined, cnfKey: undefined, transcript: undefined };
     } catch (err) {
       return this.failure(err, ctx);
     }
@@ -481,6 +543,11 @@ export class Verifier {
       c.cnfKey = this.importCnfKey(claims.cnf.public_key_b64url);
       if (claims.iss !== key.issuer) return deny('issuer_key_mismatch', `kid ${key.kid} belongs to issuer ${key.issuer}, not ${claims.iss}`, ctx);
       if (claims.trust_domain !== key.trustDomain) return deny('trust_domain_mismatch', `issuer ${key.issuer} is trusted for ${key.trustDomain}, not ${claims.trust_domain}`, ctx);
+      // A key enrolled for one client asserts only that client's subjects: under an issuer
+      // shared by several self-issuing clients, one client's key cannot mint another's.
+      if (key.subjectExact !== undefined ? claims.sub !== key.subjectExact : key.subjectPrefix !== undefined && !claims.sub.startsWith(key.subjectPrefix)) {
+        return deny('key_subject_mismatch', `key ${key.kid} may assert only ${key.subjectExact ?? `${key.subjectPrefix ?? ''}*`}, not subject ${claims.sub.slice(0, 256)}`, ctx);
+      }
 
       // 6. Audience of the route's API.
       if (claims.aud !== route.audience) return deny('audience_mismatch', `passport audience ${claims.aud} is not ${route.audience}`, ctx);
@@ -532,12 +599,21 @@ export class Verifier {
         const v = h[n];
         if (v !== undefined && typeof v !== 'string' && v.length > 1) return deny('malformed_request', `signed header ${n} is repeated`, ctx);
         if (dropped !== undefined && dropped.has(n)) return deny('malformed_request', `signed header ${n} is nominated by Connection and would not reach the API`, ctx);
+        // The transcript trims a value the Python way (SPEC §1); HTTP trims only spaces and tabs,
+        // so a value ending in U+0085 or U+00A0 would verify as trimmed and arrive raw.
+        if (typeof v === 'string' && v !== '' && pyTrim(v) !== v) return deny('malformed_request', `signed header ${n} has surrounding whitespace the transcript would trim`, ctx);
+        const twin = c.underscored === undefined ? undefined : signedTwin(n, h, c.underscored);
+        if (twin !== undefined) return deny('malformed_request', `${twin} would reach a CGI/WSGI API as the signed header ${n}`, ctx);
       }
       // Content-Encoding is always bound (transcript line 8), so it may not be repeated either.
       const encoding = h['content-encoding'];
       if (encoding !== undefined && typeof encoding !== 'string' && encoding.length > 1) return deny('malformed_request', 'Content-Encoding is repeated', ctx);
       if (dropped !== undefined && dropped.has('content-encoding') && encoding !== undefined) {
         return deny('malformed_request', 'Content-Encoding is nominated by Connection and would not reach the API', ctx);
+      }
+      if (c.underscored !== undefined) {
+        const twin = signedTwin('content-encoding', h, c.underscored);
+        if (twin !== undefined) return deny('malformed_request', `${twin} would reach a CGI/WSGI API as Content-Encoding`, ctx);
       }
       let transcript: Transcript;
       try {
@@ -585,6 +661,12 @@ export class Verifier {
       // key it binds in cnf — that claims a higher class is refused whatever the minimum.
       if (claims.cnf.key_binding !== 'software' && c.cnfKey!.raw.equals(key.key.raw)) {
         return deny('insufficient_key_binding', `a self-issued passport (signed by its own cnf key) is software; it claims ${claims.cnf.key_binding}`, ctx);
+      }
+      // The trust material caps the class an issuer may grant (a software source only
+      // `software`): a client that binds a fresh key of its own in cnf and claims
+      // `hardware_local` is refused.
+      if (!meetsMinimum(key.maxKeyBinding, claims.cnf.key_binding)) {
+        return deny('key_binding_not_allowed', `issuer ${key.issuer} may grant at most ${key.maxKeyBinding}; the passport claims ${claims.cnf.key_binding}`, ctx);
       }
       if (!meetsMinimum(claims.cnf.key_binding, route.requiredKeyBinding)) {
         return deny('insufficient_key_binding', `signer class ${claims.cnf.key_binding} is below the route minimum ${route.requiredKeyBinding}`, ctx);

@@ -110,6 +110,34 @@ const denials: { reason: ReasonCode; name: string; setup?: () => Setup; req: () 
   { reason: 'malformed_request', name: 'a signed header nominated by Connection (not forwarded)', req: () => ({ ...makeRequest({ method: 'POST', path: '/v1/orders', body: '{}', headers: { 'content-type': 'application/json' } }), unforwardedHeaders: new Set(['content-type']) }) },
   { reason: 'malformed_request', name: 'Content-Encoding nominated by Connection (not forwarded)', req: () => ({ ...makeRequest({ method: 'POST', path: '/v1/orders', body: 'x', headers: { 'content-encoding': 'gzip' } }), unforwardedHeaders: new Set(['content-encoding']) }) },
   { reason: 'malformed_request', name: 'Content-Encoding repeated (it is always bound)', req: () => withHeaders(makeRequest({ method: 'POST', path: '/v1/orders', body: 'x', headers: { 'content-encoding': 'gzip' } }), { 'content-encoding': ['gzip', 'br'] }) },
+  { reason: 'malformed_request', name: 'X-HTTP-Method-Override on an allowed request (the API would run another method)', req: () => withHeaders(makeRequest(), { 'x-http-method-override': 'DELETE' }) },
+  { reason: 'malformed_request', name: 'X_Method_Override (the CGI spelling of an override header)', req: () => withHeaders(makeRequest(), { x_method_override: 'DELETE' }) },
+  { reason: 'malformed_request', name: 'X-Original-URL (the API would route another URL)', req: () => withHeaders(makeRequest(), { 'x-original-url': '/admin' }) },
+  { reason: 'malformed_request', name: 'X-Rewrite-URL', req: () => withHeaders(makeRequest(), { 'x-rewrite-url': '/admin' }) },
+  { reason: 'malformed_request', name: 'X-HTTP-Method', req: () => withHeaders(makeRequest(), { 'x-http-method': 'DELETE' }) },
+  { reason: 'malformed_request', name: 'a query starting with a second ?', req: () => makeRequest({ query: '?a=1' }) },
+  { reason: 'malformed_request', name: 'a raw ; in the query', req: () => makeRequest({ query: 'a=1;b=2' }) },
+  { reason: 'malformed_request', name: 'a raw # in the query', req: () => ({ ...makeRequest({ query: 'a=1' }), query: 'a=1#&b=2' }) },
+  { reason: 'malformed_request', name: 'an unsigned underscore twin beside a signed header', req: () => withHeaders(makeRequest({ headers: { 'x-tenant': 'acme' }, signedHeaders: ['x-tenant', 'x-trustplane-nonce'] }), { x_tenant: 'evil' }) },
+  { reason: 'malformed_request', name: 'a signed header spelled with _ beside an unsigned - spelling', req: () => withHeaders(makeRequest({ headers: { x_tenant: 'acme' }, signedHeaders: ['x_tenant', 'x-trustplane-nonce'] }), { 'x-tenant': 'evil' }) },
+  { reason: 'malformed_request', name: 'an underscore twin of Content-Encoding', req: () => withHeaders(makeRequest({ method: 'POST', path: '/v1/orders', body: 'x', headers: { 'content-encoding': 'gzip' } }), { content_encoding: 'br' }) },
+  { reason: 'malformed_request', name: 'a signed header value ending in U+0085 (the transcript trims it, HTTP does not)', req: () => makeRequest({ headers: { 'x-tenant': 'acme\u0085' }, signedHeaders: ['x-tenant', 'x-trustplane-nonce'] }) },
+  { reason: 'malformed_request', name: 'a signed header value starting with U+00A0', req: () => makeRequest({ headers: { 'x-tenant': '\u00a0acme' }, signedHeaders: ['x-tenant', 'x-trustplane-nonce'] }) },
+  { reason: 'non_canonical_path', name: 'an escaped unreserved character (%73earch reaches orders.search as orders.get)', req: () => makeRequest({ path: '/v1/orders/%73earch', subject: 'service:x', routeId: 'orders.get' }) },
+  { reason: 'non_canonical_path', name: 'letter case (SEARCH is search to a case-insensitive router)', req: () => makeRequest({ path: '/v1/orders/SEARCH', subject: 'service:x', routeId: 'orders.get' }) },
+  { reason: 'non_canonical_path', name: 'a ; path parameter (search;x=1 is search to Tomcat)', req: () => makeRequest({ path: '/v1/orders/search;x=1', subject: 'service:x', routeId: 'orders.get' }) },
+  { reason: 'non_canonical_path', name: 'a trailing slash that a route without it would answer', setup: () => ({ policy: compiled((b) => b.route_groups[0]!.routes.push({ route_id: 'orders.list', method: 'GET', path_template: '/v1/orders', freshness_class: 'offline-ok', allowed_sources: route(b, 'orders.get').allowed_sources })) }), req: () => makeRequest({ path: '/v1/orders/', subject: 'service:x', routeId: 'orders.list' }) },
+  { reason: 'non_canonical_path', name: 'a dot segment', req: () => makeRequest({ path: '/v1/orders/x/%2E%2E', subject: 'service:x', routeId: 'orders.get' }) },
+  { reason: 'non_canonical_path', name: 'an empty segment', req: () => ({ ...makeRequest({ path: '/v1/orders/ord_1', subject: 'service:x' }), path: '/v1//orders/ord_1' }) },
+  { reason: 'non_canonical_path', name: 'a malformed escape', req: () => ({ ...makeRequest({ path: '/v1/orders/ord_1', subject: 'service:x' }), path: '/v1/orders/ord%2' }) },
+  { reason: 'non_canonical_path', name: 'a character outside pchar (backslash)', req: () => ({ ...makeRequest({ path: '/v1/orders/ord_1', subject: 'service:x' }), path: '/v1/orders\\search' }) },
+  { reason: 'non_canonical_path', name: 'an encoded sub-delim that decodes onto an exact route', setup: () => ({ policy: compiled((b) => b.route_groups[0]!.routes.push({ route_id: 'orders.colon', method: 'GET', path_template: '/v1/orders/a:b', freshness_class: 'offline-ok', allowed_sources: route(b, 'orders.search').allowed_sources })) }), req: () => makeRequest({ path: '/v1/orders/a%3Ab', subject: 'service:x', routeId: 'orders.get' }) },
+  { reason: 'key_subject_mismatch', name: 'a key enrolled for one subject mints another', setup: () => { const t = trustMaterial(); t.issuers[0]!.keys[0]!.subject_exact = 'service:orders-client'; return { policy: compilePolicy(t, policyBundle()) }; }, req: () => makeRequest({ path: '/v1/orders/ord_1', subject: 'service:billing' }) },
+  { reason: 'key_subject_mismatch', name: 'a key enrolled for a subject prefix mints a subject outside it', setup: () => { const t = trustMaterial(); t.issuers[0]!.keys[0]!.subject_prefix = 'service:orders-'; return { policy: compilePolicy(t, policyBundle()) }; }, req: () => makeRequest({ path: '/v1/orders/ord_1', subject: 'service:billing' }) },
+  { reason: 'key_binding_not_allowed', name: 'a software_jwks issuer, a fresh cnf key claiming hardware_local', req: () => requestWithProof(issuePassport({ signingKey: issuerKey, kid: 'client-key-1', issuer: ISSUER, subject: 'service:orders-client', audience: 'orders-api', trustDomain: 'example.local', now: T0, ttlSeconds: 300, keyBinding: 'hardware_local', proofPublicKey: otherKey.publicKey }).token, otherKey, 'hardware_local', '/v1/orders/ord_1') },
+  { reason: 'key_binding_not_allowed', name: 'an issuer capped at remote_kms claiming attested_workload', setup: () => { const t = trustMaterial(); t.issuers[1]!.max_key_binding = 'remote_kms'; return { policy: compilePolicy(t, policyBundle()) }; }, req: () => brokerRequest({ keyBinding: 'attested_workload', provenance: prov, ctx: { tool_name: 'orders-worker' } }) },
+  { reason: 'bundle_route_missing', name: 'route-id mode: a path outside the route (orders.get serves no /admin)', setup: () => ({ routeMode: 'route-id', routeId: 'orders.get' }), req: () => makeRequest({ path: '/admin/users/delete-all', subject: 'service:x', routeId: 'orders.get' }) },
+  { reason: 'bundle_route_missing', name: 'route-id mode: a path the policy routes elsewhere (search under orders.get)', setup: () => ({ routeMode: 'route-id', routeId: 'orders.get' }), req: () => makeRequest({ path: '/v1/orders/search', subject: 'service:orders-client', routeId: 'orders.get' }) },
   { reason: 'missing_proof_headers', name: 'no nonce', req: () => withHeaders(makeRequest(), { 'x-trustplane-nonce': undefined }) },
   { reason: 'missing_proof_headers', name: 'a nonce of Python whitespace only (U+0085)', req: () => withHeaders(makeRequest(), { 'x-trustplane-nonce': '\u0085 ' }) },
   { reason: 'missing_proof_headers', name: 'no proof', req: () => withHeaders(makeRequest(), { 'x-trustplane-proof': undefined }) },
@@ -248,7 +276,7 @@ test('route resolution: exact path wins over a template; a template parameter ma
   assert.equal(d2.allowed && d2.routeId, 'orders.get'); // literal 'orders' beats {a}
   const d3 = await v.verify(makeRequest({ path: '/v1/x/y', subject: 'service:x', routeId: 'orders.by-any' }));
   assert.equal(d3.allowed && d3.routeId, 'orders.by-any');
-  const d4 = await v.verify(makeRequest({ path: '/v1/orders/', subject: 'service:x', routeId: 'orders.get' }));
+  const d4 = await v.verify(makeRequest({ path: '/v1/orders/x/y/z', subject: 'service:x', routeId: 'orders.get' }));
   assert.equal(!d4.allowed && d4.reason, 'bundle_route_missing');
 });
 
@@ -281,17 +309,74 @@ test('a replayed request from one issuer does not block the same jti from anothe
   assert.equal((await v.verify(makeRequest({ jti: 'shared-jti', issuer: 'https://issuer.example/other', kid: 'other-key', signingKey: otherKey }))).allowed, true);
 });
 
-test('route resolution: a template parameter is never a dot segment nor holds an encoded slash or backslash', async () => {
+test('route resolution: dot segments, encoded separators and escaped unreserved characters are non_canonical_path in every spelling', async () => {
   const { v } = verifier();
-  for (const path of ['/v1/orders/..', '/v1/orders/.', '/v1/orders/%2e%2E', '/v1/orders/.%2e', '/v1/orders/%2E', '/v1/orders/..%2Fadmin', '/v1/orders/a%2fb', '/v1/orders/a%5Cb', '/v1/orders/a\\b', '/v1/orders/..;', '/v1/orders/%2e%2e;x=1', '/v1/orders/.;', '/v1/orders/..%3B']) {
+  for (const path of ['/v1/orders/..', '/v1/orders/.', '/v1/orders/%2e%2E', '/v1/orders/.%2e', '/v1/orders/%2E', '/v1/orders/..%2Fadmin', '/v1/orders/a%2fb', '/v1/orders/a%5Cb', '/v1/orders/a\\b', '/v1/orders/..;', '/v1/orders/%2e%2e;x=1', '/v1/orders/.;', '/v1/orders/..%3B', '/v1/orders/%2e%2e%2e', '/v1/./orders/x', '/v1/x/../orders/search', '/v1/orders/a%2541', '/v1/orders/caf\u00e9', '/v1/orders/a b', '/v1/orders/a#b', '/v1/orders/a|b', 'v1/orders/x']) {
     const d = await v.verify({ ...makeRequest({ path: '/v1/orders/ord_1', subject: 'service:x' }), path });
-    assert.equal(!d.allowed && d.reason, 'bundle_route_missing', path);
+    assert.equal(!d.allowed && d.reason, 'non_canonical_path', path);
   }
-  // Dots and escapes that are not a dot segment or a separator stay ordinary values.
-  for (const path of ['/v1/orders/ord.1', '/v1/orders/...', '/v1/orders/.hidden', '/v1/orders/a%20b', '/v1/orders/%2e%2e%2e', '/v1/orders/ord;v=2', '/v1/orders/...;']) {
+  const long = await v.verify({ ...makeRequest({ path: '/v1/orders/ord_1', subject: 'service:x' }), path: `/v1/orders/${'a'.repeat(4096)}` });
+  assert.equal(!long.allowed && long.reason, 'non_canonical_path');
+  // Dots, escapes, case and `;` that change no route stay ordinary values.
+  for (const path of ['/v1/orders/ord.1', '/v1/orders/...', '/v1/orders/.hidden', '/v1/orders/a%20b', '/v1/orders/ord;v=2', '/v1/orders/...;', '/v1/orders/ORD_1', '/v1/orders/a%3ab', "/v1/orders/a!$&'()*+,=:@~"]) {
     const d = await v.verify(makeRequest({ path, subject: 'service:x' }));
     assert.equal(d.allowed && d.routeId, 'orders.get', `${path}: ${d.allowed ? '' : d.detail}`);
   }
+});
+
+test('route resolution: every upstream reading of the path must resolve to the route of the bytes as sent', async () => {
+  const { v } = verifier();
+  // The attacker (a reader, allowed orders.get) aims at orders.search: each spelling is refused.
+  for (const path of ['/v1/orders/SEARCH', '/v1/orders/Search', '/v1/orders/searcH', '/v1/orders/search;x=1', '/v1/orders/search;', '/v1/orders/SEARCH;jsessionid=1', '/v1/orders/search%3Bx', '/v1/ORDERS/search']) {
+    const d = await v.verify(makeRequest({ path, subject: 'service:x', routeId: 'orders.get' }));
+    assert.equal(!d.allowed && d.reason, 'non_canonical_path', path);
+    assert.match(!d.allowed ? d.detail : '', /orders\.search/, path);
+  }
+  // The admin's own request to the exact route, in its canonical spelling, passes.
+  const ok = await v.verify(makeRequest({ path: '/v1/orders/search' }));
+  assert.equal(ok.allowed && ok.routeId, 'orders.search');
+});
+
+test('compilePolicy: templates in non-canonical form, or told apart only by case, parameter names or a trailing slash, are refused', () => {
+  const add = (...templates: string[]) => () =>
+    compiled((b) => templates.forEach((t, i) => b.route_groups[0]!.routes.push({ route_id: `extra.${i}`, method: 'GET', path_template: t, allowed_sources: [] })));
+  for (const [templates, want] of [
+    [['/v1/Orders/search'], /only in letter case/],
+    [['/v1/orders/{id}/'], /trailing slash/],
+    [['/v1/orders/{other}'], /parameter names/],
+    [['/v1/orders/search'], /already routed to orders\.search/],
+    [['/v1/files/a%3Ab'], /percent escape/],
+    [['/v1/files/a b'], /pchar/],
+    [['/v1//files'], /empty segment/],
+    [['/v1/../files'], /dot segment/],
+  ] as const) {
+    assert.throws(add(...templates), (err: Error) => want.test(err.message), templates.join(' '));
+  }
+  assert.doesNotThrow(add('/v1/files/a:b', '/v1/orders/{id}/items'));
+});
+
+test('route-id mode serves its route by method AND path', async () => {
+  const { v } = verifier({ routeMode: 'route-id', routeId: 'orders.get' });
+  const ok = await v.verify(makeRequest({ path: '/v1/orders/ord_7', subject: 'service:x' }));
+  assert.equal(ok.allowed && ok.routeId, 'orders.get', ok.allowed ? '' : ok.detail);
+});
+
+test('a key bound to its subject still signs for that subject; an unbound issuer key signs for any', async () => {
+  const t = trustMaterial();
+  t.issuers[0]!.keys[0]!.subject_prefix = 'service:';
+  const { v } = verifier({ policy: compilePolicy(t, policyBundle()) });
+  const d = await v.verify(makeRequest({ path: '/v1/orders/ord_1', subject: 'service:x' }));
+  assert.equal(d.allowed, true, d.allowed ? '' : d.detail);
+  assert.throws(() => { const t2 = trustMaterial(); Object.assign(t2.issuers[0]!.keys[0]!, { subject_exact: 'a', subject_prefix: 'b' }); compilePolicy(t2, policyBundle()); }, /at most one of subject_exact and subject_prefix/);
+});
+
+test('an issuer granted a higher class by the trust material may claim it', async () => {
+  const t = trustMaterial();
+  t.issuers[0]!.max_key_binding = 'hardware_local';
+  const { v } = verifier({ policy: compilePolicy(t, policyBundle()) });
+  const token = issuePassport({ signingKey: issuerKey, kid: 'client-key-1', issuer: ISSUER, subject: 'service:orders-client', audience: 'orders-api', trustDomain: 'example.local', now: T0, ttlSeconds: 300, keyBinding: 'hardware_local', proofPublicKey: otherKey.publicKey }).token;
+  const d = await v.verify(requestWithProof(token, otherKey, 'hardware_local', '/v1/orders/ord_1'));
+  assert.equal(d.allowed && d.keyBinding, 'hardware_local', d.allowed ? '' : d.detail);
 });
 
 test('a repeated header that is not signed is no reason to deny', async () => {

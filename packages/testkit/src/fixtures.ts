@@ -132,6 +132,8 @@ export interface MakeRequestOptions {
   ttlSeconds?: number;
   jti?: string;
   nonce?: string;
+  /** Header names to sign, declared in X-TrustPlane-Signed-Headers. */
+  signedHeaders?: readonly string[];
 }
 
 /** A self-issued software request signed exactly as a caller would, as the verifier sees it. */
@@ -161,9 +163,11 @@ export function makeRequest(o: MakeRequestOptions = {}): VerifyRequest & { heade
     headers: extra,
     ...(o.body !== undefined ? { body: o.body } : {}),
     ...(o.nonce !== undefined ? { nonce: o.nonce } : {}),
+    ...(o.signedHeaders !== undefined ? { signedHeaders: o.signedHeaders } : {}),
   });
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries({ ...extra, ...signed.headers })) headers[k.toLowerCase()] = v;
+  if (o.signedHeaders !== undefined) headers['x-trustplane-signed-headers'] = signed.signedHeaders.join(',');
   return { method, path: p, query, headers, ...(o.body !== undefined ? { body: Buffer.from(o.body) } : {}) };
 }
 

@@ -5,6 +5,10 @@
  * and `request.trustplaneBody` the raw body; on denial the reply is the mapped status with
  * `{"allowed":false,"reason":"<code>"}` and the route handler never runs.
  *
+ * Fastify decodes the path before routing and may be told to ignore case; the verifier refuses
+ * (`non_canonical_path`) any path whose route would differ under either reading, so every
+ * router option is safe.
+ *
  * The plugin is not encapsulated (like fastify-plugin), so registering it at the root guards
  * every route; register it inside a scoped plugin to guard only that scope.
  */
@@ -22,12 +26,6 @@ export interface TrustPlaneFastifyOptions {
 export type TrustPlaneFastifyRequest = FastifyRequest & { trustplane?: AllowDecision; trustplaneBody?: Buffer };
 
 function plugin(fastify: FastifyInstance, opts: TrustPlaneFastifyOptions): Promise<void> {
-  // Route policy matches paths byte for byte; a router that ignores case could run another
-  // route's handler than the one the policy authorized (`/v1/orders/SEARCH`).
-  const config = fastify.initialConfig as { caseSensitive?: boolean; routerOptions?: { caseSensitive?: boolean } };
-  if (config.caseSensitive === false || config.routerOptions?.caseSensitive === false) {
-    return Promise.reject(new Error('trustplane: this Fastify instance routes case-insensitively (caseSensitive: false); route policy matches paths byte for byte, so the plugin refuses to guard it'));
-  }
   fastify.decorateRequest('trustplane', undefined);
   fastify.decorateRequest('trustplaneBody', undefined);
   fastify.addHook('preParsing', async (request: FastifyRequest, reply: FastifyReply, payload) => {

@@ -8,16 +8,16 @@
  * consumed the stream, and a parser that runs after finds it ended. Read the body from
  * `req.trustplaneBody` (e.g. `JSON.parse(req.trustplaneBody.toString())`).
  *
- * Express must route case-sensitively (`app.set('case sensitive routing', true)`): route
- * policy matches paths byte for byte, so with Express's default a request for
- * `/v1/orders/SEARCH` is authorized as the policy's `/v1/orders/{id}` while Express runs the
- * `/v1/orders/search` handler. In an app that routes case-insensitively every request is
- * refused (500 `internal_error`, and an error log that says what to set).
+ * Any router settings are fine (Express's default case-insensitive routing, Routers with their
+ * own `caseSensitive` or `strict`, mounted anywhere): the path is verified as
+ * `req.originalUrl`, and the verifier refuses (`non_canonical_path`, 400) a path whose route
+ * would differ as a router may read it — ignoring case, percent-decoded, without a trailing
+ * slash — so `/v1/orders/SEARCH` signed for `/v1/orders/{id}` never reaches the
+ * `/v1/orders/search` handler.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AllowDecision, Verifier } from '@trustplane/core';
 import { sendDenial } from '../proxy.js';
-import { log } from '../audit-sink.js';
 import { verifyNodeRequest } from './core.js';
 
 export interface TrustPlaneMiddlewareOptions {
@@ -35,23 +35,8 @@ export type TrustPlaneRequest = IncomingMessage & TrustPlaneRequestFields;
 
 export type NodeMiddleware = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
 
-/** True when `req` belongs to an Express app that matches routes case-insensitively (its default). */
-function expressIgnoresCase(req: IncomingMessage): boolean {
-  const app = (req as { app?: { enabled?: unknown } }).app;
-  return app !== undefined && typeof app.enabled === 'function' && (app.enabled as (setting: string) => boolean).call(app, 'case sensitive routing') !== true;
-}
-
 export function createTrustPlaneMiddleware(verifier: Verifier, opts: TrustPlaneMiddlewareOptions = {}): NodeMiddleware {
-  let warned = false;
   return (req, res, next) => {
-    if (expressIgnoresCase(req)) {
-      if (!warned) {
-        warned = true;
-        log('error', "refusing every request: this Express app routes case-insensitively, so the handler that runs may not be the route the policy authorized; set app.set('case sensitive routing', true) (and caseSensitive: true on its Routers)");
-      }
-      sendDenial(res, 'internal_error');
-      return;
-    }
     verifyNodeRequest(verifier, req, opts.maxBodyBytes !== undefined ? { maxBodyBytes: opts.maxBodyBytes } : {}).then(
       (r) => {
         if (!r.allowed) {

@@ -55,8 +55,12 @@ const trustKey = {
     alg: { const: 'EdDSA' },
     public_key_b64url: publicKey,
     status: { enum: ['active', 'retiring', 'revoked'], description: 'active (default) and retiring verify; revoked denies with `revoked`.' },
+    subject_exact: { ...text, description: 'Extension: the one subject this key may assert (a self-issuing client).' },
+    subject_prefix: { ...text, description: 'Extension: the subject prefix this key may assert.' },
   },
   additionalProperties: false,
+  not: { required: ['subject_exact', 'subject_prefix'] },
+  'x-message': 'a key takes at most one of subject_exact and subject_prefix',
 };
 const trustIssuer = {
   type: 'object',
@@ -67,6 +71,7 @@ const trustIssuer = {
     source_type: { $ref: '#/$defs/source_type' },
     jwks_uri: text,
     keys: { type: 'array', minItems: 1, maxItems: 1000, items: { $ref: '#/$defs/key' } },
+    max_key_binding: { $ref: '#/$defs/signer_class', description: 'Extension: the highest signer class passports of this issuer may claim (default: software, or attested_workload for spiffe_spire).' },
   },
   additionalProperties: false,
 };
@@ -259,6 +264,7 @@ export const BUNDLE_CONFIG_SCHEMA = {
         source_type: { $ref: '#/$defs/source_type' },
         jwks_uri: text,
         keys: { type: 'array', minItems: 1, maxItems: 1000, items: { $ref: '#/$defs/key' } },
+        max_key_binding: { $ref: '#/$defs/signer_class', description: 'Extension: the highest signer class passports of this issuer may claim (default: software, or attested_workload for spiffe_spire).' },
         jwks: { type: 'object', description: 'An RFC 7517 JWK Set of OKP Ed25519 keys (software_jwks, oidc_jwks).' },
         jwks_file: { ...text, description: 'A JWKS file, relative to the config file; the CLI reads it into `jwks`.' },
       },
