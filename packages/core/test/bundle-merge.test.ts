@@ -68,7 +68,7 @@ test('mergeSource: appends the key and the rule, preserves everything else, bump
     issuer: CLIENT_ISSUER,
     trust_domain: 'example.local',
     source_type: 'software_jwks',
-    keys: [{ kid: 'billing-key-1', alg: 'EdDSA', public_key_b64url: encodeBase64url(clientKey.publicKey) }],
+    keys: [{ kid: 'billing-key-1', alg: 'EdDSA', public_key_b64url: encodeBase64url(clientKey.publicKey), subject_exact: 'service:billing' }],
   });
   const search = r.policyBundle.route_groups[0]!.routes[0]!;
   assert.deepEqual(search.allowed_sources.slice(0, 1), bundle.route_groups[0]!.routes[0]!.allowed_sources);
@@ -77,10 +77,30 @@ test('mergeSource: appends the key and the rule, preserves everything else, bump
   // And it means it: the new client is accepted, the old one still is.
   assert.equal(await decide(r.trustMaterial, r.policyBundle, 'service:billing', 'billing-key-1', CLIENT_ISSUER), 'request_verified');
   assert.equal(await decide(r.trustMaterial, r.policyBundle, 'service:orders-client', 'client-key-1', ISSUER, seedKey(1)), 'request_verified');
-  // A second key for the same issuer goes under the same issuer entry, on another route.
-  const second = merge({ kid: 'billing-key-2', routeId: 'orders.get', subjectPrefix: 'service:billing' }, r.trustMaterial, r.policyBundle);
+  // A second key of the same client (a rotation) goes under the same issuer entry, on another route.
+  const second = merge({ kid: 'billing-key-2', routeId: 'orders.get' }, r.trustMaterial, r.policyBundle);
   assert.deepEqual(second.trustMaterial.issuers[2]?.keys.map((k) => k.kid), ['billing-key-1', 'billing-key-2']);
   assert.equal(second.policyVersion, 9);
+});
+
+test('mergeSource: two clients under one issuer cannot mint each other; a key that could is refused unless sharedIssuer', async () => {
+  const shippingKey = seedKey(9);
+  const a = merge();
+  const both = merge({ kid: 'shipping-key-1', publicKey: encodeBase64url(shippingKey.publicKey), subjectExact: 'service:shipping' }, a.trustMaterial, a.policyBundle);
+  assert.deepEqual(both.trustMaterial.issuers[2]?.keys.map((k) => k.subject_exact), ['service:billing', 'service:shipping']);
+  assert.equal(await decide(both.trustMaterial, both.policyBundle, 'service:shipping', 'shipping-key-1', CLIENT_ISSUER, shippingKey), 'request_verified');
+  // Client B's key minting client A's subject: refused before any route rule is consulted.
+  assert.equal(await decide(both.trustMaterial, both.policyBundle, 'service:billing', 'shipping-key-1', CLIENT_ISSUER, shippingKey), 'key_subject_mismatch');
+  // An overlapping binding (a prefix covering the other client) is the ambiguous shape.
+  assert.equal(code(() => merge({ kid: 'any-key', subjectPrefix: 'service:' }, a.trustMaterial, a.policyBundle)), 'shared_issuer');
+  // So is an issuer whose key is bound to no subject (an issuer service, or a pre-binding client).
+  const legacy = trustMaterial();
+  legacy.issuers.push({ issuer: CLIENT_ISSUER, trust_domain: 'example.local', source_type: 'software_jwks', keys: [{ kid: 'old-key', alg: 'EdDSA', public_key_b64url: encodeBase64url(seedKey(8).publicKey) }] });
+  const bundle = policyBundle();
+  assert.equal(code(() => merge({}, legacy, bundle)), 'shared_issuer');
+  const forced = merge({ sharedIssuer: true }, legacy, bundle);
+  assert.ok(forced.changes.some((c) => c.startsWith('warning: --shared-issuer')), forced.changes.join('\n'));
+  assert.equal(await decide(forced.trustMaterial, forced.policyBundle, 'service:billing', 'old-key', CLIENT_ISSUER, seedKey(8)), 'request_verified', 'as the operator was warned');
 });
 
 test('mergeSource: refuses duplicates unless replaceExisting, and conflicting or unknown targets', () => {
@@ -121,7 +141,7 @@ test('removeSource: removes the key and its rules, keeps everything else, --revo
 });
 
 test('removeSource: an issuer that keeps other keys keeps its rules, unless narrowed to a route or subject', async () => {
-  const two = merge({ kid: 'billing-key-2', routeId: 'orders.get', subjectPrefix: 'service:billing' }, merge().trustMaterial, merge().policyBundle);
+  const two = merge({ kid: 'billing-key-2', routeId: 'orders.get' }, merge().trustMaterial, merge().policyBundle);
   const kept = removeSource(two.trustMaterial, two.policyBundle, { kid: 'billing-key-1', revoke: true, now: T0 });
   assert.deepEqual(kept.trustMaterial.issuers[2]?.keys.map((k) => k.kid), ['billing-key-2']);
   assert.equal(kept.policyBundle.route_groups[0]!.routes[0]!.allowed_sources.length, 2);

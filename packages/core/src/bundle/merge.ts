@@ -9,7 +9,7 @@
 import { FormatError } from '../errors.js';
 import { decodeBase64url } from '../encoding.js';
 import { getEd25519Backend, type Ed25519Backend } from '../ed25519/backend.js';
-import type { PolicyBundle, Revocation, RoutePolicy, SourceRule, SourceType, TrustIssuer, TrustMaterial } from '../policy.js';
+import type { PolicyBundle, Revocation, RoutePolicy, SourceRule, SourceType, TrustIssuer, TrustKey, TrustMaterial } from '../policy.js';
 import type { SignerClass } from '../signer-classes.js';
 import { UNSIGNED_SIGNATURE, UNSIGNED_SIGNED_BY } from './sign.js';
 import { compilePair, validatePolicyBundle, validateTrustMaterial } from './schema.js';
@@ -37,6 +37,11 @@ export interface MergeSourceOptions extends BundleEditFiles {
   sourceType?: SourceType;
   /** Replace a key with the same kid and a source rule with the same selector instead of refusing. */
   replaceExisting?: boolean;
+  /**
+   * Add the client under an issuer whose other keys could mint its subjects (a key not bound to
+   * subjects, or bound to an overlapping selector) instead of refusing `shared_issuer`.
+   */
+  sharedIssuer?: boolean;
 }
 
 export interface RemoveSourceOptions extends BundleEditFiles {
@@ -76,6 +81,20 @@ function sameSelector(a: SourceRule, b: SourceRule): boolean {
   return a.issuer === b.issuer && a.trust_domain === b.trust_domain && a.subject_exact === b.subject_exact && a.subject_prefix === b.subject_prefix;
 }
 
+/** A subject selector: one exact subject, or a prefix. */
+interface Selector {
+  exact?: string | undefined;
+  prefix?: string | undefined;
+}
+
+/** Whether some subject matches both selectors. */
+function overlaps(a: Selector, b: Selector): boolean {
+  if (a.exact !== undefined) return b.exact !== undefined ? a.exact === b.exact : a.exact.startsWith(b.prefix ?? '');
+  if (b.exact !== undefined) return b.exact.startsWith(a.prefix ?? '');
+  const [p, q] = [a.prefix ?? '', b.prefix ?? ''];
+  return p.startsWith(q) || q.startsWith(p);
+}
+
 function checkInputs(trust: TrustMaterial, bundle: PolicyBundle, o: BundleEditFiles): { trust: TrustMaterial; bundle: PolicyBundle } {
   validateTrustMaterial(trust, o.trustMaterialFile);
   validatePolicyBundle(bundle, o.policyBundleFile);
@@ -105,7 +124,8 @@ function finish(trust: TrustMaterial, bundle: PolicyBundle, o: BundleEditFiles, 
  * route. Refuses (FormatError) a kid that already exists (`duplicate_kid`) or a rule with the
  * same issuer, trust domain and subject selector on that route (`duplicate_source`) unless
  * `replaceExisting`; an issuer already trusted with another trust domain or source type
- * (`issuer_conflict`); an unknown route (`route_not_found`); a kid that is revoked
+ * (`issuer_conflict`); another key of the issuer that could mint the client's subjects
+ * (`shared_issuer`, unless `sharedIssuer`); an unknown route (`route_not_found`); a kid that is revoked
  * (`kid_revoked`); a bad public key (`invalid_public_key`).
  */
 export function mergeSource(trustIn: TrustMaterial, bundleIn: PolicyBundle, o: MergeSourceOptions): BundleEditResult {
@@ -143,11 +163,31 @@ export function mergeSource(trustIn: TrustMaterial, bundleIn: PolicyBundle, o: M
       `issuer ${JSON.stringify(o.issuer)} is already trusted for trust domain ${issuer.trust_domain} as ${issuer.source_type}, not ${o.trustDomain} as ${sourceType}; its other keys depend on that entry`,
     );
   }
-  const key = { kid: o.kid, alg: 'EdDSA' as const, public_key_b64url: o.publicKey };
+  // The client's key asserts only the client's subjects (SPEC §3 self-issued passports: the
+  // key signs passports for itself). Any other key of the issuer that could mint those subjects
+  // (one bound to no subject, e.g. an issuer service's, or an overlapping binding of another
+  // client) would let its holder be forwarded as this client.
+  const selector: Selector = o.subjectExact !== undefined ? { exact: o.subjectExact } : { prefix: o.subjectPrefix };
+  const key: TrustKey = { kid: o.kid, alg: 'EdDSA', public_key_b64url: o.publicKey, ...(o.subjectExact !== undefined ? { subject_exact: o.subjectExact } : { subject_prefix: o.subjectPrefix! }) };
+  if (issuer !== undefined && o.sharedIssuer !== true) {
+    for (const other of issuer.keys) {
+      const bound: Selector = { exact: other.subject_exact, prefix: other.subject_prefix };
+      const unbound = bound.exact === undefined && bound.prefix === undefined;
+      const same = bound.exact === selector.exact && bound.prefix === selector.prefix;
+      if (unbound || (!same && overlaps(bound, selector))) {
+        refuse(
+          'shared_issuer',
+          `issuer ${JSON.stringify(o.issuer)} already has key ${JSON.stringify(other.kid)}${unbound ? ', bound to no subject,' : ` (bound to ${other.subject_exact ?? `${other.subject_prefix ?? ''}*`})`} which could mint passports as ${o.subjectExact ?? `${o.subjectPrefix ?? ''}*`}: give this client its own --issuer (recommended), or pass --shared-issuer`,
+        );
+      }
+    }
+  } else if (issuer !== undefined) {
+    changes.push(`warning: --shared-issuer: other keys of issuer ${o.issuer} can mint passports as ${o.subjectExact ?? `${o.subjectPrefix ?? ''}*`}`);
+  }
   if (issuer === undefined) {
     issuer = { issuer: o.issuer, trust_domain: o.trustDomain, source_type: sourceType, keys: [key] };
     trust.issuers.push(issuer);
-    changes.push(`trust material: added issuer ${o.issuer} (${o.trustDomain}, ${sourceType}) with key ${o.kid}`);
+    changes.push(`trust material: added issuer ${o.issuer} (${o.trustDomain}, ${sourceType}) with key ${o.kid}, bound to ${o.subjectExact ?? `${o.subjectPrefix ?? ''}*`}`);
   } else {
     issuer.keys.push(key);
     if (owner === undefined) changes.push(`trust material: added key ${o.kid} to issuer ${o.issuer}`);

@@ -70,6 +70,7 @@ export const BUNDLE_ERROR_CODES = {
   duplicate_kid: 'merge-source: the kid already exists (without --replace-existing)',
   duplicate_source: 'merge-source: the route already has a rule with this issuer, trust domain and subject selector (without --replace-existing)',
   issuer_conflict: 'merge-source: the issuer is already trusted with another trust domain or source type',
+  shared_issuer: "merge-source: another key of the issuer could mint the new client's subjects (a key not bound to subjects, or an overlapping binding); give the client its own issuer, or pass --shared-issuer",
   route_not_found: 'merge-source, remove-source: the route is not in the policy bundle',
   kid_revoked: 'merge-source: the kid is revoked; give the new key a new kid',
   invalid_public_key: 'merge-source: the public key is not a valid Ed25519 key',

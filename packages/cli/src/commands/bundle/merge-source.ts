@@ -1,7 +1,9 @@
 /**
  * `trustplane bundle merge-source`: add one client — its key to the trust material and a source
  * rule to one route — preserving everything else. A duplicate kid or an identical selector is
- * refused unless `--replace-existing`. The inputs are not modified; the outputs are unsigned
+ * refused unless `--replace-existing`. The client's key is bound to its subject selector, and a
+ * second client under an issuer whose other keys could mint its subjects is refused unless
+ * `--shared-issuer`. The inputs are not modified; the outputs are unsigned
  * (sign them after review) with policy_version incremented.
  */
 import { Option, type Command } from 'commander';
@@ -21,6 +23,7 @@ interface MergeOptions extends PairFileOptions {
   requiredKeyBinding: SignerClass;
   sourceType: SourceType;
   replaceExisting?: true;
+  sharedIssuer?: true;
 }
 
 export function registerBundleMergeSource(bundle: Command, io: CliIo): void {
@@ -35,6 +38,7 @@ export function registerBundleMergeSource(bundle: Command, io: CliIo): void {
     .addOption(new Option('--required-key-binding <class>', 'the minimum signer class').choices(SIGNER_CLASS_ORDER).makeOptionMandatory())
     .addOption(new Option('--source-type <type>', 'the source type of the issuer').choices(SOURCE_TYPES).default('software_jwks'))
     .option('--replace-existing', 'replace a key with the same kid and a rule with the same selector instead of refusing')
+    .option('--shared-issuer', "add the client under an issuer whose other keys could mint its subjects (refused otherwise: give each client its own issuer)")
     .option('--json', 'print JSON: {trust_material_file, policy_bundle_file, policy_version, changes, signed:false}')
     .action((opts: MergeOptions) => {
       if (opts.subjectExact === undefined && opts.subjectPrefix === undefined) throw usageError('give --subject-exact SUBJECT or --subject-prefix PREFIX');
@@ -49,6 +53,7 @@ export function registerBundleMergeSource(bundle: Command, io: CliIo): void {
         requiredKeyBinding: opts.requiredKeyBinding,
         sourceType: opts.sourceType,
         replaceExisting: opts.replaceExisting === true,
+        sharedIssuer: opts.sharedIssuer === true,
         trustMaterialFile: opts.trustMaterial,
         policyBundleFile: opts.policyBundle,
       });
