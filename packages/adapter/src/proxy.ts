@@ -8,11 +8,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Pool, errors as undiciErrors } from 'undici';
-import { EMPTY_SHA256, REASONS, auditEventForDecision, type Decision, type ReasonCode, type Verifier, type Clock } from '@trustplane/core';
+import { EMPTY_SHA256, REASONS, auditEventForDecision, type Decision, type DenyDecision, type ReasonCode, type Verifier, type Clock } from '@trustplane/core';
 import { hasNoBody, readBody } from './body.js';
 import { downstreamResponseHeaders, inboundHeaders, requestIdOf, unforwardedHeaders, upstreamRequestHeaders } from './headers.js';
 import type { AdapterMetrics } from './metrics.js';
-import { verifyPerTurn } from './turn-batch.js';
+import { verifyHeadsPerTurn, verifyPerTurn } from './turn-batch.js';
 import { log, type AuditSink } from './audit-sink.js';
 
 export interface ProxyOptions {
@@ -30,7 +30,8 @@ export interface ProxyOptions {
 }
 
 export interface ProxyHandler {
-  (req: IncomingMessage, res: ServerResponse): void;
+  /** `expectsContinue`: the client waits for `100 Continue`, sent once the head is verified. */
+  (req: IncomingMessage, res: ServerResponse, expectsContinue?: boolean): void;
   /**
    * For the server's `checkContinue` event (`Expect: 100-continue`): `100 Continue` only for a
    * request that carries a passport and declares a body within the limit; any other is answered
@@ -87,6 +88,7 @@ export function createProxyHandler(opts: ProxyOptions): ProxyHandler {
   const component = opts.component ?? 'adapter';
   const { metrics } = opts;
   const verify = verifyPerTurn(opts.verifier);
+  const verifyHead = verifyHeadsPerTurn(opts.verifier);
   let active = 0;
 
   const elapsed = (since: bigint) => Number(process.hrtime.bigint() - since) / 1e9;
@@ -153,7 +155,15 @@ export function createProxyHandler(opts: ProxyOptions): ProxyHandler {
     );
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse, state: Conn): Promise<void> {
+  function deny(res: ServerResponse, started: bigint, requestId: string, decision: DenyDecision, verifySeconds: number, close = false): void {
+    record(decision, verifySeconds);
+    audit(decision, requestId);
+    if (decision.reason === 'replay_store_unavailable') metrics.replayStoreErrors.inc();
+    sendDenial(res, decision.reason, close);
+    metrics.requestSeconds.observe({ outcome: 'deny' }, elapsed(started));
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse, state: Conn, expectsContinue: boolean): Promise<void> {
     const started = process.hrtime.bigint();
     const raw = req.rawHeaders;
     const h = inboundHeaders(raw);
@@ -174,32 +184,38 @@ export function createProxyHandler(opts: ProxyOptions): ProxyHandler {
     if (te !== undefined && (typeof te !== 'string' || te.trim().toLowerCase() !== 'chunked')) {
       return early(res, started, requestId, 'malformed_request', 'a Transfer-Encoding other than chunked is not supported', true);
     }
-    let bodySha256 = EMPTY_SHA256;
+    const verifyStarted = process.hrtime.bigint();
+    const unforwarded = unforwardedHeaders(h);
+    const request = { method: req.method ?? '', path: target.path, query: target.query, headers: h, bodySha256: EMPTY_SHA256, requestId, ...(unforwarded !== undefined ? { unforwardedHeaders: unforwarded } : {}) };
+    let decision: Decision;
     let body: Buffer | null = null;
-    if (!hasNoBody(h)) {
+    if (hasNoBody(h)) {
+      decision = await verify(request);
+    } else {
+      const declared = h['content-length'];
+      if (typeof declared === 'string' && Number(declared) > opts.maxBodyBytes) {
+        return early(res, started, requestId, 'body_too_large', `Content-Length ${declared} exceeds the maximum ${opts.maxBodyBytes}`, true);
+      }
+      // Everything that does not need the body is checked before a byte of it is read or held:
+      // a caller without a valid passport and proof for this route cannot make the adapter
+      // buffer anything (the body is then left unread, and the connection closed).
+      const head = await verifyHead(request);
+      if (head.allowed === false) return deny(res, started, requestId, head, elapsed(verifyStarted), true);
+      if (expectsContinue) res.writeContinue();
       const read = await readBody(req, opts.maxBodyBytes);
       if (!read.ok) {
+        head.take(); // never completed: the jti stays unused
         if (read.reason === 'aborted') {
           res.destroy();
           return;
         }
         return early(res, started, requestId, 'body_too_large', read.detail, true);
       }
-      bodySha256 = read.sha256;
       if (read.length > 0) body = read.chunks.length === 1 ? read.chunks[0]! : Buffer.concat(read.chunks, read.length);
+      decision = await opts.verifier.completeHead(head, read.sha256);
     }
-    const verifyStarted = process.hrtime.bigint();
-    const unforwarded = unforwardedHeaders(h);
-    const decision = await verify({ method: req.method ?? '', path: target.path, query: target.query, headers: h, bodySha256, requestId, ...(unforwarded !== undefined ? { unforwardedHeaders: unforwarded } : {}) });
     const verifySeconds = elapsed(verifyStarted);
-    if (!decision.allowed) {
-      record(decision, verifySeconds);
-      audit(decision, requestId);
-      if (decision.reason === 'replay_store_unavailable') metrics.replayStoreErrors.inc();
-      sendDenial(res, decision.reason);
-      metrics.requestSeconds.observe({ outcome: 'deny' }, elapsed(started));
-      return;
-    }
+    if (!decision.allowed) return deny(res, started, requestId, decision, verifySeconds);
     try {
       // Forwarded first (the request is on the upstream socket when dispatch returns), so the
       // upstream works while this process records the decision. The decision is recorded and
@@ -211,7 +227,7 @@ export function createProxyHandler(opts: ProxyOptions): ProxyHandler {
     }
   }
 
-  const handler = ((req: IncomingMessage, res: ServerResponse) => {
+  const handler = ((req: IncomingMessage, res: ServerResponse, expectsContinue = false) => {
     active++;
     const state: Conn = { gone: false, abortUpstream: undefined };
     res.once('close', () => {
@@ -221,16 +237,16 @@ export function createProxyHandler(opts: ProxyOptions): ProxyHandler {
         state.abortUpstream?.();
       }
     });
-    handle(req, res, state).catch((err: unknown) => {
+    handle(req, res, state, expectsContinue).catch((err: unknown) => {
       // Fail closed on anything unexpected; the server keeps serving.
       log('error', 'request handling failed', { error: err instanceof Error ? err.message : String(err) });
       sendDenial(res, 'internal_error', true);
     });
   }) as ProxyHandler;
   handler.checkContinue = (req: IncomingMessage, res: ServerResponse) => {
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (req.headers.authorization !== undefined && !(declared > opts.maxBodyBytes)) res.writeContinue();
-    handler(req, res);
+    // `100 Continue` only once the head has been verified (in handle): any other request is
+    // answered without its body being read.
+    handler(req, res, true);
   };
   handler.refuseConnect = (req: IncomingMessage, socket: Duplex) => {
     const d = { allowed: false as const, reason: 'malformed_request' as const, detail: 'CONNECT (a tunnel) is not proxied' };

@@ -11,7 +11,7 @@
  * code run back to back. Each request still gets its own complete verification and decision,
  * with the checks in the same order as `verify`; nothing is shared between them.
  */
-import type { Decision, VerifyRequest, Verifier } from '@trustplane/core';
+import type { Decision, DenyDecision, VerifiedHead, VerifyRequest, Verifier } from '@trustplane/core';
 import { TurnQueue } from './turn-queue.js';
 
 interface Job {
@@ -49,4 +49,29 @@ export function verifyPerTurn(verifier: Pick<Verifier, 'verify'> & Partial<Pick<
     }
   });
   return (request) => new Promise<Decision>((resolve, reject) => queue.push({ request, resolve, reject }));
+}
+
+export type VerifyHeadFn = (request: VerifyRequest) => Promise<DenyDecision | VerifiedHead>;
+
+/**
+ * The heads of requests with a body, verified per turn like `verifyPerTurn` does
+ * (`Verifier.verifyHeadBatch`): the body is read only for a head that passed.
+ */
+export function verifyHeadsPerTurn(verifier: Pick<Verifier, 'verifyHeadBatch'>): VerifyHeadFn {
+  interface HeadJob {
+    readonly request: VerifyRequest;
+    readonly resolve: (d: DenyDecision | VerifiedHead) => void;
+    readonly reject: (err: unknown) => void;
+  }
+  const queue = new TurnQueue<HeadJob>((jobs) => {
+    let heads: (DenyDecision | VerifiedHead)[];
+    try {
+      heads = verifier.verifyHeadBatch(jobs.map((j) => j.request));
+    } catch (err) {
+      for (const job of jobs) job.reject(err); // verifyHeadBatch never throws: fail closed if it did
+      return;
+    }
+    for (let i = 0; i < jobs.length; i++) jobs[i]!.resolve(heads[i]!);
+  });
+  return (request) => new Promise((resolve, reject) => queue.push({ request, resolve, reject }));
 }

@@ -452,3 +452,32 @@ test('a transfer coding other than chunked is 400 malformed_request; plain chunk
     assert.equal(upstream.requests.at(-1)!.body.toString(), 'hello');
   });
 });
+
+test('a body is read only for a verified head: a bad passport is answered at once with the body unsent, a tampered body spends no jti', { timeout: 10_000 }, async () => {
+  await withAdapter(async (a, audit) => {
+    const before = upstream.requests.length;
+    // 50 uploads that declare 512 KiB and never send it, with a passport that does not verify:
+    // each is answered and closed at once (the adapter used to wait for the body, holding up
+    // to --max-body-bytes each, for the request timeout).
+    const post = makeRequest({ ...now(), method: 'POST', path: '/v1/orders', body: 'x' });
+    const forged = { ...post, headers: { ...post.headers, authorization: 'Bearer eyJhbGciOiJFZERTQSIsImtpZCI6ImNsaWVudC1rZXktMSJ9.e30.' + 'A'.repeat(86) } };
+    const started = Date.now();
+    const answers = await Promise.all(Array.from({ length: 50 }, () => exchange(a.url, headLines(forged).replace('content-length: 1', 'content-length: 524288'))));
+    for (const r of answers) assert.match(r, /^HTTP\/1\.1 401 .*"reason":"invalid_passport_signature"/s);
+    assert.ok(Date.now() - started < 5000, 'answered without waiting for bodies');
+    // Expect: 100-continue with a passport that does not verify: no 100 Continue.
+    const expect = await exchange(a.url, headLines(forged, ['expect: 100-continue']));
+    assert.match(expect, /^HTTP\/1\.1 401 /);
+    assert.doesNotMatch(expect, /100 Continue/);
+    // A verified head with a body other than the one signed: request_binding_mismatch, and the
+    // same request with its own body is then accepted (its jti was not spent).
+    const good = makeRequest({ ...now(), method: 'POST', path: '/v1/orders', body: '{"a":1}', headers: { 'content-type': 'application/json' } });
+    const tampered = await send(a, { ...good, body: Buffer.from('{"a":2}') });
+    assert.equal(tampered.status, 403, tampered.text);
+    assert.equal(tampered.json?.['reason'], 'request_binding_mismatch');
+    const ok = await send(a, good);
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal(upstream.requests.length, before + 1, 'only the verified request was forwarded');
+    assert.equal(audit.events.filter((e) => e['reason_code'] === 'invalid_passport_signature').length, 51);
+  });
+});

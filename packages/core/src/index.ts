@@ -77,7 +77,9 @@ export { buildAuditEvent, auditEventForDecision, AUDIT_EVENT_VERSION, type Audit
 export {
   Verifier,
   StaticPolicyProvider,
+  VerifiedHead,
   SIGNED_HEADERS_HEADER,
+  OVERRIDE_HEADERS,
   type VerifyRequest,
   type VerifierOptions,
   type Decision,

@@ -335,42 +335,71 @@ export class Verifier {
    * throws. A decision is a promise only when the replay store answers asynchronously.
    */
   verifyBatch(reqs: readonly VerifyRequest[]): (Decision | Promise<Decision>)[] {
-    const n = reqs.length;
-    const out = new Array<Decision | Promise<Decision>>(n);
-    const live: Checking[] = [];
-    // Each stage only keeps the requests that passed it; a denied request stops where it failed.
-    for (let i = 0; i < n; i++) {
-      const c = this.checkStructure(reqs[i]!, i);
-      if ('allowed' in c) out[i] = c;
-      else live.push(c);
-    }
-    let m = 0;
-    for (const c of live) {
-      const d = this.checkPassportSignature(c);
-      if (d === undefined) live[m++] = c;
-      else out[c.index] = d;
-    }
-    live.length = m;
-    m = 0;
-    const nowMs = this.clock.now();
-    for (const c of live) {
-      const d = this.checkClaimsAndTranscript(c, nowMs);
-      if (d === undefined) live[m++] = c;
-      else out[c.index] = d;
-    }
-    live.length = m;
-    m = 0;
-    for (const c of live) {
-      const d = this.checkProofAndPolicy(c);
-      if (d === undefined) live[m++] = c;
-      else out[c.index] = d;
-    }
-    live.length = m;
+    const out = new Array<Decision | Promise<Decision>>(reqs.length);
+    const live = this.checkStages(reqs, out, false);
     // Atomic consume, in request order: the only state change, and only for a request that
     // passed every other check.
     const consumeMs = this.clock.now();
     for (const c of live) out[c.index] = this.consume(c, consumeMs);
     return out;
+  }
+
+  /**
+   * Verify the heads of requests whose bodies have not been read yet: every check of
+   * `verifyBatch` — passport, claims, route, source rule, signer class, the transcript rebuilt
+   * with the caller's `X-TrustPlane-Body-SHA256`, the proof — except the body's own hash and the
+   * consume. An enforcement point reads (and holds) a body only for a request whose head passed,
+   * so an unauthenticated caller cannot make it buffer anything; it then calls `completeHead`
+   * with the hash of the bytes received. Never throws, consumes nothing.
+   */
+  verifyHeadBatch(reqs: readonly VerifyRequest[]): (DenyDecision | VerifiedHead)[] {
+    const out = new Array<DenyDecision | VerifiedHead>(reqs.length);
+    for (const c of this.checkStages(reqs, out, true)) out[c.index] = new VerifiedHead(c);
+    return out;
+  }
+
+  /**
+   * The rest of a request whose head passed `verifyHeadBatch`: the body hash against the
+   * claimed one (`request_binding_mismatch`), the passport still current, then the atomic
+   * consume. A head is completed at most once.
+   */
+  completeHead(head: VerifiedHead, bodySha256: string): Decision | Promise<Decision> {
+    const c = head.take();
+    if (c === undefined) throw new TypeError('this verified head was already completed');
+    if (!timingSafeEqualString(bodySha256, c.claimedBody)) return deny('request_binding_mismatch', 'the body does not match X-TrustPlane-Body-SHA256', c.ctx);
+    const nowMs = this.clock.now();
+    if (nowMs > (c.claims!.exp + this.skew) * 1000) return deny('passport_expired', 'the passport expired while its body was being received', c.ctx);
+    return this.consume(c, nowMs);
+  }
+
+  /**
+   * Every stage but the consume, stage by stage across the batch: each stage keeps only the
+   * requests that passed it, and a denied request's decision is written to `out` where it
+   * failed. Returns the requests that passed them all.
+   */
+  private checkStages(reqs: readonly VerifyRequest[], out: (Decision | Promise<Decision> | VerifiedHead)[], headOnly: boolean): Checking[] {
+    const live: Checking[] = [];
+    for (let i = 0; i < reqs.length; i++) {
+      const c = this.checkStructure(reqs[i]!, i);
+      if ('allowed' in c) out[i] = c;
+      else live.push(c);
+    }
+    this.keepPassing(live, out, (c) => this.checkPassportSignature(c));
+    const nowMs = this.clock.now();
+    this.keepPassing(live, out, (c) => this.checkClaimsAndTranscript(c, nowMs, headOnly));
+    this.keepPassing(live, out, (c) => this.checkProofAndPolicy(c));
+    return live;
+  }
+
+  /** Run one stage over the live requests, in place: the passing ones stay, in order. */
+  private keepPassing(live: Checking[], out: (Decision | Promise<Decision> | VerifiedHead)[], stage: (c: Checking) => DenyDecision | undefined): void {
+    let m = 0;
+    for (const c of live) {
+      const d = stage(c);
+      if (d === undefined) live[m++] = c;
+      else out[c.index] = d;
+    }
+    live.length = m;
   }
 
   private failure(err: unknown, ctx: Ctx): DenyDecision {
@@ -531,7 +560,7 @@ export class Verifier {
   }
 
   /** Steps 5–8: claims and time, issuer, audience, freshness, body hash and transcript. */
-  private checkClaimsAndTranscript(c: Checking, nowMs: number): DenyDecision | undefined {
+  private checkClaimsAndTranscript(c: Checking, nowMs: number, headOnly = false): DenyDecision | undefined {
     const { ctx, req, key, route, snapshot } = c;
     try {
       const h = req.headers;
@@ -567,8 +596,10 @@ export class Verifier {
 
       // 8. Body hash and transcript, rebuilt from the request as received.
       let bodyDigest: string;
-      if (req.bodyNotAvailable === true) {
-        bodyDigest = c.claimedBody; // forward-auth: bound as claimed (documented limitation)
+      if (req.bodyNotAvailable === true || headOnly) {
+        // Forward-auth: bound as claimed (documented limitation). A head: bound as claimed
+        // now, the bytes received are checked against the claim by completeHead.
+        bodyDigest = c.claimedBody;
       } else {
         bodyDigest = req.bodySha256 ?? sha256Hex(req.body ?? new Uint8Array(0));
         if (!timingSafeEqualString(bodyDigest, c.claimedBody)) return deny('request_binding_mismatch', 'the body does not match X-TrustPlane-Body-SHA256', ctx);
@@ -696,6 +727,32 @@ export class Verifier {
     } catch (err) {
       return this.failure(err, ctx);
     }
+  }
+}
+
+/**
+ * A request whose head passed every check but the body hash and the consume
+ * (`Verifier.verifyHeadBatch`); `Verifier.completeHead` finishes it, once.
+ */
+export class VerifiedHead {
+  readonly allowed = 'pending' as const;
+  #checking: Checking | undefined;
+
+  /** @internal */
+  constructor(c: Checking) {
+    this.#checking = c;
+  }
+
+  /** The route the head was verified for. */
+  get routeId(): string {
+    return this.#checking?.route.routeId ?? '';
+  }
+
+  /** @internal The checked request, handed out once. */
+  take(): Checking | undefined {
+    const c = this.#checking;
+    this.#checking = undefined;
+    return c;
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * The ONE shared core call behind every in-process middleware (node:http, Express, Fastify):
- * read the body with the bounded, hashing reader, verify with the request's distinct headers,
- * and hand back the decision together with the buffered body (the stream is consumed, so the
+ * verify the head, then read the body with the bounded, hashing reader and check it against
+ * the proof, with the request's distinct headers, and hand back the decision together with the buffered body (the stream is consumed, so the
  * framework must get the bytes from here). Denials are answered by `sendDenial` with the same
  * `{"allowed":false,"reason":"<code>"}` body and mapped status as the reverse proxy.
  */
@@ -48,7 +48,12 @@ function deny(reason: ReasonCode, status: number, detail: string): NodeVerifyDen
   return { allowed: false, reason, status, detail, body: undefined };
 }
 
-/** Verify a node:http request in-process. Resolves after the whole body has been read. */
+/**
+ * Verify a node:http request in-process. Everything that does not need the body is checked
+ * first (`verifyHeadBatch`): a request that fails it is answered with its body unread, so a
+ * caller without a valid passport and proof cannot make the server buffer anything. Resolves
+ * after the whole body has been read and checked against the proof.
+ */
 export async function verifyNodeRequest(verifier: Verifier, req: IncomingMessage, opts: VerifyNodeRequestOptions = {}): Promise<NodeVerifyResult> {
   const raw = opts.target ?? (req as IncomingMessage & { originalUrl?: string }).originalUrl ?? req.url ?? '';
   const target = splitTarget(raw);
@@ -60,13 +65,17 @@ export async function verifyNodeRequest(verifier: Verifier, req: IncomingMessage
   const declared = req.headers['content-length'];
   const max = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   if (declared !== undefined && Number(declared) > max) return deny('body_too_large', 413, `Content-Length ${declared} exceeds the maximum ${max}`);
+  const [head] = verifier.verifyHeadBatch([{ method: req.method ?? '', path: target.path, query: target.query, headers: req.headersDistinct, ...(opts.requestId !== undefined ? { requestId: opts.requestId } : {}) }]);
+  if (head!.allowed === false) return deny(head!.reason, head!.status, head!.detail);
   const body = await readBody(source, max);
   if (!body.ok) {
+    head!.take(); // never completed: the jti stays unused
     if (body.reason === 'aborted') return { ...deny('malformed_request', 400, body.detail), aborted: true };
     return deny('body_too_large', 413, body.detail);
   }
-  const buffered = body.chunks.length === 1 ? body.chunks[0]! : Buffer.concat(body.chunks, body.length);
-  return decideBuffered(verifier, { method: req.method ?? '', target: raw, headers: req.headersDistinct, body: buffered, bodySha256: body.sha256, ...(opts.requestId !== undefined ? { requestId: opts.requestId } : {}) });
+  const decision = await verifier.completeHead(head!, body.sha256);
+  if (!decision.allowed) return deny(decision.reason, decision.status, decision.detail);
+  return { allowed: true, decision, body: body.chunks.length === 1 ? body.chunks[0]! : Buffer.concat(body.chunks, body.length) };
 }
 
 export interface BufferedRequest {
