@@ -2,3 +2,5 @@
 export * from './fixtures.js';
 export * from './services.js';
 export * from './conformance.js';
+export * from './differential.js';
+export * from './stacks.js';
