@@ -2,3 +2,4 @@
 export * from './fixtures.js';
 export * from './services.js';
 export * from './conformance.js';
+export * from './property.js';
