@@ -58,7 +58,10 @@ export class PropertyTally {
   private record<Ts>(details: fc.RunDetails<Ts>, opts: PropertyRunOptions): void {
     this.properties++;
     this.runs += details.numRuns;
-    if (details.failed) throw new Error(`${fc.defaultReportMessage(details) ?? 'property failed'}\n(replay: PROPERTY_SEED=${details.seed})`);
+    if (details.failed) {
+      const cause = details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance);
+      throw new Error(`${fc.defaultReportMessage(details) ?? 'property failed'}\nError: ${cause}\n(replay: PROPERTY_SEED=${details.seed})`, { cause: details.errorInstance });
+    }
     if (details.interrupted) this.interrupted++;
     const min = opts.minRuns ?? Math.max(1, Math.floor(opts.numRuns / 10));
     if (details.numRuns < min) throw new Error(`property ran only ${details.numRuns} of ${opts.numRuns} runs before its time limit (at least ${min} needed)`);
