@@ -223,7 +223,9 @@ export function validatePassportClaims(payload: JsonObject, opts: ClaimTimeOptio
     const out: Record<string, string> = {};
     for (const [k, v] of Object.entries(ctx)) {
       if (typeof v !== 'string') throw badClaim(`claim ctx.${k.slice(0, 64)} is not a string`);
-      out[k] = v;
+      // Defined, not assigned: `out['__proto__'] = v` would be dropped silently (a string cannot
+      // be a prototype), so a member the passport signed would vanish from the claims.
+      Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
     }
     claims.ctx = out;
   }

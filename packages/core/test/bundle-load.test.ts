@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
-import { BundleFormatError, FormatError, formatProblem, loadBundlePair, documentContentSha256, type LoadBundlePairOptions } from '../src/index.js';
+import { BUNDLE_ERROR_CODES, BundleFormatError, FormatError, formatProblem, loadBundlePair, documentContentSha256, type LoadBundlePairOptions } from '../src/index.js';
 import { ROTATED_KID, pairTexts, rotatedSigner, strangerSigner, tempDir, trustedKeys, writePair } from './bundle-helpers.js';
 
 function opts(files: { trustFile: string; bundleFile: string }, extra: Partial<LoadBundlePairOptions> = {}): LoadBundlePairOptions {
@@ -73,6 +73,12 @@ test('loadBundlePair: truncated, oversized, duplicate-key, missing and mismatche
   const truncated = refusal(() => loadBundlePair(opts(files)));
   assert.equal(truncated.code, 'invalid_json');
   assert.match(truncated.lines[0]!, new RegExp(`^${files.bundleFile}: \\(root\\): invalid JSON: .* at offset \\d+$`));
+  // Bad UTF-8 is invalid_json too: every code the loader throws is one BUNDLE_ERROR_CODES lists.
+  writeFileSync(files.bundleFile, Buffer.concat([Buffer.from(good.bundle.slice(0, 40)), Buffer.from([0xc3, 0x28]), Buffer.from(good.bundle.slice(40))]));
+  const badUtf8 = refusal(() => loadBundlePair(opts(files)));
+  assert.equal(badUtf8.code, 'invalid_json');
+  assert.ok(Object.prototype.hasOwnProperty.call(BUNDLE_ERROR_CODES, badUtf8.code));
+  assert.match(badUtf8.lines[0]!, new RegExp(`^${files.bundleFile}: \\(root\\): invalid JSON: .*not valid UTF-8$`));
   writeFileSync(files.bundleFile, good.bundle);
   assert.equal(refusal(() => loadBundlePair(opts(files, { maxBytes: 1000 }))).code, 'too_large');
   writeFileSync(files.trustFile, good.trust.replace('{', '{"version":"x",'));

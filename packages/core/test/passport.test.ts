@@ -84,6 +84,14 @@ test('parse + verify + validate: the happy path, and the passport-v1 minimal cla
   }
 });
 
+test('a ctx member named __proto__ is kept as data: not dropped, no prototype change', () => {
+  const parsed = parsePassport(forge('{"alg":"EdDSA","kid":"k"}', JSON.stringify(claims()).replace(/}$/, ',"ctx":{"__proto__":"x","tool_name":"orders-worker"}}')));
+  const c = validatePassportClaims(parsed.payload, { nowMs: T0 });
+  assert.deepEqual(Object.keys(c.ctx!), ['__proto__', 'tool_name']);
+  assert.equal(Object.getOwnPropertyDescriptor(c.ctx, '__proto__')?.value, 'x');
+  assert.equal(Object.getPrototypeOf(c.ctx), Object.prototype);
+});
+
 test('aud may be an array: its first element is the audience', () => {
   const parsed = parsePassport(forge('{"alg":"EdDSA","kid":"k"}', JSON.stringify(claims({ aud: ['orders-api', 'other'] }))));
   assert.equal(validatePassportClaims(parsed.payload, { nowMs: T0 }).aud, 'orders-api');

@@ -4,3 +4,4 @@ export * from './services.js';
 export * from './conformance.js';
 export * from './differential.js';
 export * from './stacks.js';
+export * from './property.js';

@@ -106,7 +106,9 @@ export function parseBundleDocument(bytes: Uint8Array, file: string, maxBytes: n
   } catch (err) {
     if (err instanceof FormatError) {
       const detail = err.message.startsWith(`${err.code}: `) ? err.message.slice(err.code.length + 2) : err.message;
-      throw new BundleFormatError(err.code, [{ file, pointer: '', message: err.code === 'invalid_json' ? `invalid JSON: ${detail}` : detail }]);
+      // Bad UTF-8 is one way of not being strict JSON: BUNDLE_ERROR_CODES has no code of its own for it.
+      const code = err.code === 'invalid_utf8' ? 'invalid_json' : err.code;
+      throw new BundleFormatError(code, [{ file, pointer: '', message: code === 'invalid_json' ? `invalid JSON: ${detail}` : detail }]);
     }
     throw err;
   }
