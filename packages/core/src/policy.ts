@@ -200,6 +200,10 @@ function fail(path: string, what: string): never {
   throw new FormatError('invalid_bundle', `${path}: ${what}`);
 }
 
+function isObject(v: unknown): boolean {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
 function reqString(obj: Record<string, unknown>, key: string, path: string): string {
   const v = obj[key];
   if (typeof v !== 'string' || v === '') fail(`${path}.${key}`, 'must be a non-empty string');
@@ -304,6 +308,8 @@ export interface CompilePolicyOptions {
 export function compilePolicy(trust: TrustMaterial, bundle: PolicyBundle, opts: CompilePolicyOptions = {}): CompiledPolicy {
   const backend = opts.backend ?? getEd25519Backend();
   // The documents usually come from parsed JSON, so every field is checked, typed or not.
+  if (!isObject(trust)) fail('trust_material', 'must be an object');
+  if (!isObject(bundle)) fail('policy_bundle', 'must be an object');
   if ((trust.version as unknown) !== TRUST_MATERIAL_VERSION) fail('trust_material.version', 'must be ' + TRUST_MATERIAL_VERSION);
   if ((bundle.version as unknown) !== POLICY_BUNDLE_VERSION) fail('policy_bundle.version', 'must be ' + POLICY_BUNDLE_VERSION);
   if (!Array.isArray(trust.issuers)) fail('trust_material.issuers', 'must be an array');
@@ -320,6 +326,7 @@ export function compilePolicy(trust: TrustMaterial, bundle: PolicyBundle, opts: 
     const maxKeyBinding = optSignerClass(iss as unknown as Record<string, unknown>, 'max_key_binding', p) ?? DEFAULT_MAX_KEY_BINDING[sourceType as SourceType];
     iss.keys.forEach((k: TrustKey, j) => {
       const kp = `${p}.keys[${j}]`;
+      if (!isObject(k)) fail(kp, 'must be an object');
       const kid = reqString(k as unknown as Record<string, unknown>, 'kid', kp);
       if (k.alg !== 'EdDSA') fail(`${kp}.alg`, 'must be EdDSA');
       const status = k.status ?? 'active';
@@ -343,6 +350,7 @@ export function compilePolicy(trust: TrustMaterial, bundle: PolicyBundle, opts: 
   if (!Array.isArray(bundle.apis)) fail('policy_bundle.apis', 'must be an array');
   bundle.apis.forEach((api, i) => {
     const p = `policy_bundle.apis[${i}]`;
+    if (!isObject(api)) fail(p, 'must be an object');
     const id = reqString(api as unknown as Record<string, unknown>, 'api_id', p);
     if (apis.has(id)) fail(`${p}.api_id`, `duplicate api_id ${JSON.stringify(id)}`);
     const audience = reqString(api as unknown as Record<string, unknown>, 'audience', p);
@@ -361,12 +369,14 @@ export function compilePolicy(trust: TrustMaterial, bundle: PolicyBundle, opts: 
   if (!Array.isArray(bundle.route_groups)) fail('policy_bundle.route_groups', 'must be an array');
   bundle.route_groups.forEach((group, gi) => {
     const gp = `policy_bundle.route_groups[${gi}]`;
+    if (!isObject(group)) fail(gp, 'must be an object');
     const apiId = reqString(group, 'api_id', gp);
     const api = apis.get(apiId);
     if (api === undefined) fail(`${gp}.api_id`, `unknown api_id ${JSON.stringify(apiId)}`);
     if (!Array.isArray(group.routes)) fail(`${gp}.routes`, 'must be an array');
     group.routes.forEach((r, ri) => {
       const rp = `${gp}.routes[${ri}]`;
+      if (!isObject(r)) fail(rp, 'must be an object');
       const rr = r as unknown as Record<string, unknown>;
       const routeId = reqString(rr, 'route_id', rp);
       if (routesById.has(routeId)) fail(`${rp}.route_id`, `duplicate route_id ${JSON.stringify(routeId)}`);

@@ -280,12 +280,14 @@ function scanHeaderNames(h: RequestHeaders): Map<string, string> | string | unde
  * A query whose bytes upstream parsers read otherwise than SPEC §1 normalization binds it: a
  * second leading `?` (normalization drops one, an API sees a key starting with `?`), a raw `;`
  * (a separator to some parsers, data to the transcript, so `a=1;b=2` and `a=1%3Bb%3D2` would
- * verify alike) and `#` (a fragment to most URL parsers, which drop the rest).
+ * verify alike), `#` (a fragment to most URL parsers, which drop the rest) and a parameter with
+ * an empty name (`=x`, which some parsers drop).
  */
 function queryAmbiguity(query: string): string | undefined {
   if (query.charCodeAt(0) === 0x3f) return 'the query starts with a second ?';
   if (query.indexOf(';') !== -1) return 'the query holds a raw ; (some upstreams split parameters on it): send it as %3B';
   if (query.indexOf('#') !== -1) return 'the query holds a raw # (a fragment to most upstreams): send it as %23';
+  if (query.charCodeAt(0) === 0x3d || query.indexOf('&=') !== -1) return 'the query holds a parameter without a name (=value), which some upstreams drop';
   return undefined;
 }
 
@@ -632,7 +634,8 @@ export class Verifier {
         if (dropped !== undefined && dropped.has(n)) return deny('malformed_request', `signed header ${n} is nominated by Connection and would not reach the API`, ctx);
         // The transcript trims a value the Python way (SPEC §1); HTTP trims only spaces and tabs,
         // so a value ending in U+0085 or U+00A0 would verify as trimmed and arrive raw.
-        if (typeof v === 'string' && v !== '' && pyTrim(v) !== v) return deny('malformed_request', `signed header ${n} has surrounding whitespace the transcript would trim`, ctx);
+        const sv = v === undefined || typeof v === 'string' ? v : v[0];
+        if (sv !== undefined && sv !== '' && pyTrim(sv) !== sv) return deny('malformed_request', `signed header ${n} has surrounding whitespace the transcript would trim`, ctx);
         const twin = c.underscored === undefined ? undefined : signedTwin(n, h, c.underscored);
         if (twin !== undefined) return deny('malformed_request', `${twin} would reach a CGI/WSGI API as the signed header ${n}`, ctx);
       }

@@ -117,6 +117,7 @@ const denials: { reason: ReasonCode; name: string; setup?: () => Setup; req: () 
   { reason: 'malformed_request', name: 'X-HTTP-Method', req: () => withHeaders(makeRequest(), { 'x-http-method': 'DELETE' }) },
   { reason: 'malformed_request', name: 'a query starting with a second ?', req: () => makeRequest({ query: '?a=1' }) },
   { reason: 'malformed_request', name: 'a raw ; in the query', req: () => makeRequest({ query: 'a=1;b=2' }) },
+  { reason: 'malformed_request', name: 'a query parameter without a name (=x), which some upstreams drop', req: () => makeRequest({ query: 'a=1&=x' }) },
   { reason: 'malformed_request', name: 'a raw # in the query', req: () => ({ ...makeRequest({ query: 'a=1' }), query: 'a=1#&b=2' }) },
   { reason: 'malformed_request', name: 'an unsigned underscore twin beside a signed header', req: () => withHeaders(makeRequest({ headers: { 'x-tenant': 'acme' }, signedHeaders: ['x-tenant', 'x-trustplane-nonce'] }), { x_tenant: 'evil' }) },
   { reason: 'malformed_request', name: 'a signed header spelled with _ beside an unsigned - spelling', req: () => withHeaders(makeRequest({ headers: { x_tenant: 'acme' }, signedHeaders: ['x_tenant', 'x-trustplane-nonce'] }), { 'x-tenant': 'evil' }) },
@@ -377,6 +378,15 @@ test('an issuer granted a higher class by the trust material may claim it', asyn
   const token = issuePassport({ signingKey: issuerKey, kid: 'client-key-1', issuer: ISSUER, subject: 'service:orders-client', audience: 'orders-api', trustDomain: 'example.local', now: T0, ttlSeconds: 300, keyBinding: 'hardware_local', proofPublicKey: otherKey.publicKey }).token;
   const d = await v.verify(requestWithProof(token, otherKey, 'hardware_local', '/v1/orders/ord_1'));
   assert.equal(d.allowed && d.keyBinding, 'hardware_local', d.allowed ? '' : d.detail);
+});
+
+test("documented (SPEC §1, the hard contract): a raw '+' and '%2B' in the query verify alike", async () => {
+  // The transcript keeps '+' as a literal plus; an API that form-decodes reads it as a space. So
+  // whoever can rewrite a request in transit (no TLS) could turn '%2B' into '+': docs/security-model.md.
+  const { v } = verifier();
+  const signed = makeRequest({ path: '/v1/orders/ord_1', subject: 'service:x', query: 'q=a%2Bb' });
+  const d = await v.verify({ ...signed, query: 'q=a+b' });
+  assert.equal(d.allowed, true, d.allowed ? '' : d.detail);
 });
 
 test('a repeated header that is not signed is no reason to deny', async () => {

@@ -302,7 +302,15 @@ export function signCase(c: DiffCase, pair: BundlePair, hostHeader: string, nowM
   const jti = `diff-${process.pid}-${seq}-${Math.random().toString(36).slice(2, 10)}`;
   const requestId = `diff-req-${seq}-${jti.slice(-6)}`;
   const passport = issuePassport({ signingKey: c.caller.key, kid: c.caller.kid, issuer: c.caller.issuer, subject: c.caller.subject, audience: DIFF_AUDIENCE, trustDomain: 'example.local', now: nowMs, ttlSeconds: 300, jti });
-  const routeId = resolveRoute(pair.policy, c.method, c.path)?.routeId ?? (c.method === 'POST' ? 'orders.create' : 'orders.get');
+  // The route the signer claims: the policy's for the bytes sent, or (a path the verifier refuses
+  // as non-canonical, or no route) the one the attacker would name.
+  let resolved: string | undefined;
+  try {
+    resolved = resolveRoute(pair.policy, c.method, c.path)?.routeId;
+  } catch {
+    resolved = undefined;
+  }
+  const routeId = resolved ?? (c.method === 'POST' ? 'orders.create' : 'orders.get');
   const hasContentType = c.headers.some((h) => h.name.toLowerCase() === 'content-type');
   const signedHeaders = ['x-trustplane-nonce', ...(hasContentType ? ['content-type'] : []), ...c.sign];
   const signed = signRequest({
@@ -418,6 +426,10 @@ export function parseHandlerReply(body: string): HandlerReply | undefined {
  * whose parsed query differs from this ran with parameters other than the ones signed.
  */
 export function signedQueryPairs(rawQuery: string): [string, string][] {
+  // The `+` rule is SPEC §1's hard contract (docs/security-model.md): the transcript binds a raw
+  // `+` as a literal plus, while a form-decoding API reads it as a space. What the API sees for
+  // such a query is what the caller's own bytes mean under form decoding: the documented reading.
+  if (rawQuery.includes('+')) return meaningfulPairs([...new URLSearchParams(rawQuery)]);
   const norm = normalizeQuery(rawQuery);
   if (norm === '') return [];
   const pairs: [string, string][] = norm.split('&').map((p) => {
