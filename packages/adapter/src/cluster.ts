@@ -6,11 +6,17 @@
  * owns the in-memory replay store when there is one (replay-cluster.ts), forwards SIGHUP, stops
  * every worker gracefully, and serves the admin port: `/readyz` asks every worker, `/metrics`
  * aggregates the workers' registries. See docs/architecture.md, "Using every core".
+ *
+ * Bundles: the primary decides. Given its `BundleWatcher` (`bundles`), the primary alone reads
+ * the bundle files and the high-water mark; it hands each accepted pair's bytes, each
+ * confirmation and each refusal to the workers, and a (re)started worker asks it for the current
+ * pair before it listens (`followClusterBundles`). So no worker serves a pair the primary
+ * refused, nor an older pair than the primary's, whatever the files say when it restarts.
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { Server } from 'node:http';
 import { AggregatorRegistry, Counter, Gauge, Registry, type Aggregator } from 'prom-client';
-import type { PolicyProvider, ReplayStore } from '@trustplane/core';
+import type { BundleConfirmedEvent, BundleFollower, BundleLoadedEvent, BundleRejectedEvent, BundleWatcher, PolicyProvider, ReplayStore } from '@trustplane/core';
 import { serveClusterReplay, type ClusterReplayServer } from './replay-cluster.js';
 import type { AdapterMetrics } from './metrics.js';
 import { log } from './audit-sink.js';
@@ -24,12 +30,17 @@ export function isAdapterWorker(): boolean {
   return cluster.isWorker && process.env[WORKER_SLOT_ENV] !== undefined;
 }
 
-type FromWorker = { tp: 'worker-ready'; url: string } | { tp: 'worker-failed'; error: string } | { tp: 'status'; id: number; problems: string[] } | { tp: 'metrics'; id: number; metrics?: unknown[]; error?: string };
+type FromWorker = { tp: 'worker-ready'; url: string } | { tp: 'worker-failed'; error: string } | { tp: 'status'; id: number; problems: string[] } | { tp: 'metrics'; id: number; metrics?: unknown[]; error?: string } | { tp: 'bundle-req' };
 type ToWorker = { tp: 'status-req'; id: number } | { tp: 'metrics-req'; id: number };
+/** The primary's bundle decisions, pushed to the workers (pair bytes as base64). */
+type BundleToWorker =
+  | { tp: 'bundle-pair'; trust: string; bundle: string; confirmedAtMs: number }
+  | { tp: 'bundle-confirm'; contentSha256: string; atMs: number }
+  | { tp: 'bundle-rejected'; reason: string; detail: string; atMs: number };
 
 function isFromWorker(msg: unknown): msg is FromWorker {
   const tp = typeof msg === 'object' && msg !== null ? (msg as { tp?: unknown }).tp : undefined;
-  return tp === 'worker-ready' || tp === 'worker-failed' || tp === 'status' || tp === 'metrics';
+  return tp === 'worker-ready' || tp === 'worker-failed' || tp === 'status' || tp === 'metrics' || tp === 'bundle-req';
 }
 
 /**
@@ -54,6 +65,11 @@ export interface ClusterPrimaryOptions {
   admin?: { host: string; port: number } | undefined;
   /** Owned by the primary and consumed by the workers over IPC (`--replay memory`). */
   replayStore?: ReplayStore | undefined;
+  /**
+   * The primary's own watcher of the bundle files: the workers then serve exactly the pairs it
+   * accepts (they call `followClusterBundles`). Started by the caller; not closed here.
+   */
+  bundles?: BundleWatcher | undefined;
   /** First restart delay after a crash (doubles per recent crash of that worker; default 200 ms). */
   restartDelayMs?: number;
   maxRestartDelayMs?: number;
@@ -126,6 +142,11 @@ export async function startClusterPrimary(opts: ClusterPrimaryOptions): Promise<
     worker.on('message', (msg: unknown) => {
       if (replay?.handle(worker, msg) === true) return;
       if (!isFromWorker(msg)) return;
+      if (msg.tp === 'bundle-req') {
+        const pair = opts.bundles?.currentBytes();
+        if (pair !== undefined) sendBundle(worker, { tp: 'bundle-pair', trust: pair.trust.toString('base64'), bundle: pair.bundle.toString('base64'), confirmedAtMs: pair.confirmedAtMs });
+        return;
+      }
       if (msg.tp === 'worker-ready') {
         url ??= msg.url;
         slot.ready = true;
@@ -173,6 +194,21 @@ export async function startClusterPrimary(opts: ClusterPrimaryOptions): Promise<
       slot.timer = setTimeout(() => fork(slot), delay);
     });
   }
+
+  function sendBundle(worker: Worker, msg: BundleToWorker): void {
+    // A worker that just died: its exit is handled by its 'exit' listener.
+    if (worker.isConnected()) worker.send(msg, (err: Error | null) => void err);
+  }
+  function broadcastBundle(msg: BundleToWorker): void {
+    for (const s of slots) if (s.worker !== undefined) sendBundle(s.worker, msg);
+  }
+  const onLoaded = (_e: BundleLoadedEvent) => {
+    const pair = opts.bundles?.currentBytes();
+    if (pair !== undefined) broadcastBundle({ tp: 'bundle-pair', trust: pair.trust.toString('base64'), bundle: pair.bundle.toString('base64'), confirmedAtMs: pair.confirmedAtMs });
+  };
+  const onConfirmed = (e: BundleConfirmedEvent) => broadcastBundle({ tp: 'bundle-confirm', contentSha256: e.contentSha256, atMs: e.atMs });
+  const onRejected = (e: BundleRejectedEvent) => broadcastBundle({ tp: 'bundle-rejected', reason: e.reason, detail: e.detail, atMs: e.atMs });
+  opts.bundles?.on('loaded', onLoaded).on('confirmed', onConfirmed).on('rejected', onRejected);
 
   /** Ask one worker a question; undefined when it does not answer in time. */
   function ask(worker: Worker, tp: ToWorker['tp'], timeoutMs = 2000): Promise<FromWorker | undefined> {
@@ -256,6 +292,7 @@ export async function startClusterPrimary(opts: ClusterPrimaryOptions): Promise<
   async function finishStop(): Promise<void> {
     if (finishing) return;
     finishing = true;
+    opts.bundles?.off('loaded', onLoaded).off('confirmed', onConfirmed).off('rejected', onRejected);
     if (adminServer !== undefined) {
       const s = adminServer;
       await new Promise<void>((r) => s.close(() => r()));
@@ -373,4 +410,52 @@ export function attachClusterWorker(opts: ClusterWorkerOptions): AttachedCluster
       if (process.connected) cluster.worker?.disconnect();
     },
   };
+}
+
+/**
+ * In a worker, before it listens: ask the primary for its current bundle pair and serve what it
+ * pushes from then on (pairs, confirmations, refusals) through `follower`. Resolves with a
+ * function that stops following once a pair is served; rejects when the primary sends none
+ * within `timeoutMs` or the pair it sends does not load here.
+ */
+export function followClusterBundles(follower: BundleFollower, timeoutMs = 30_000): Promise<() => void> {
+  return new Promise((resolve, reject) => {
+    if (!process.connected || process.send === undefined) {
+      reject(new Error('not a cluster worker: there is no primary to take the bundle pair from'));
+      return;
+    }
+    let firstRejection: string | undefined;
+    const onStartReject = (e: BundleRejectedEvent) => (firstRejection ??= `${e.reason}: ${e.detail}`);
+    follower.on('rejected', onStartReject);
+    let settled = false;
+    const stop = () => process.removeListener('message', onMessage);
+    const settle = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      follower.off('rejected', onStartReject);
+      if (err === undefined) resolve(stop);
+      else {
+        stop();
+        reject(err);
+      }
+    };
+    const onMessage = (raw: unknown) => {
+      const msg = raw as Partial<BundleToWorker> | null;
+      if (typeof msg !== 'object' || msg === null) return;
+      if (msg.tp === 'bundle-pair' && typeof msg.trust === 'string' && typeof msg.bundle === 'string' && typeof msg.confirmedAtMs === 'number') {
+        follower.offer(Buffer.from(msg.trust, 'base64'), Buffer.from(msg.bundle, 'base64'), msg.confirmedAtMs);
+        if (!settled) settle(follower.current() === undefined ? new Error(`the primary's bundle pair does not load in the worker: ${firstRejection ?? 'unknown error'}`) : undefined);
+      } else if (msg.tp === 'bundle-confirm' && typeof msg.contentSha256 === 'string' && typeof msg.atMs === 'number') {
+        follower.confirm({ contentSha256: msg.contentSha256, atMs: msg.atMs });
+      } else if (msg.tp === 'bundle-rejected' && typeof msg.reason === 'string' && typeof msg.detail === 'string' && typeof msg.atMs === 'number') {
+        follower.relayRejected({ reason: msg.reason, detail: msg.detail, atMs: msg.atMs });
+      }
+    };
+    const timer = setTimeout(() => settle(new Error(`no bundle pair from the primary within ${timeoutMs} ms`)), timeoutMs);
+    process.on('message', onMessage);
+    process.send({ tp: 'bundle-req' } satisfies FromWorker, undefined, undefined, (err: Error | null) => {
+      if (err !== null) settle(new Error(`cannot ask the primary for the bundle pair: ${err.message}`));
+    });
+  });
 }

@@ -8,5 +8,5 @@ export { upstreamRequestHeaders, downstreamResponseHeaders, inboundHeaders, requ
 export { readBody, hasNoBody, type BodyResult } from './body.js';
 export { startForwardAuthVerifier, originalRequest, type ForwardAuthOptions, type RunningForwardAuthVerifier, type ForwardAuthConvention } from './forward-auth.js';
 export { ClusterReplayStore, serveClusterReplay, type ClusterReplayStoreOptions, type ClusterReplayServer, type ServeClusterReplayOptions, type ReplayChannel, type ReplayPeer } from './replay-cluster.js';
-export { startClusterPrimary, attachClusterWorker, reportWorkerStartFailure, isAdapterWorker, WORKER_SLOT_ENV, type ClusterPrimaryOptions, type RunningClusterPrimary, type ClusterWorkerOptions, type AttachedClusterWorker } from './cluster.js';
+export { startClusterPrimary, attachClusterWorker, followClusterBundles, reportWorkerStartFailure, isAdapterWorker, WORKER_SLOT_ENV, type ClusterPrimaryOptions, type RunningClusterPrimary, type ClusterWorkerOptions, type AttachedClusterWorker } from './cluster.js';
 export { JwksTrustSource, jwksUriProblem, type JwksTrustSourceOptions, type JwksTrustSourceEvent, type JwksIssuerStatus, type BundlePairSource } from './jwks-source.js';

@@ -6,8 +6,9 @@
  * What it signs:
  * - a compact JWS passport from the broker's issuer key, `cnf` = a fresh Ed25519 proof key
  *   generated for this one passport (its private half never leaves this function), `jti` fresh,
- *   `cnf.key_binding` = the granted signer class, `ctx` = the selected context fields, and for
- *   `attested_workload` `sub` = the verified SPIFFE ID plus `provenance`;
+ *   `cnf.key_binding` = the granted signer class, `ctx` = the caller's selected context fields
+ *   plus the fields the broker pins itself (`pinnedContext`, which a caller cannot change), and
+ *   for `attested_workload` `sub` = the verified SPIFFE ID plus `provenance`;
  * - the stamp: transcript-v1 of the described request with the passport's jti/iat and the
  *   granted key binding, signed with the proof key (SPEC §2) — exactly what a verifier rebuilds.
  *
@@ -74,9 +75,22 @@ export interface BrokerPolicy {
   ttlSeconds?: number;
   /** Broker-side consent to grant `software` when the request accepts fallback (default false). */
   allowSoftwareFallback?: boolean;
-  /** Context fields the broker copies into the passport; others are refused. Default: any. */
+  /** Context fields the broker copies from the caller into the passport; others are refused. Default: any. */
   allowedContextFields?: readonly string[];
+  /**
+   * Context fields the broker sets itself (`--ctx FIELD=VALUE`): always in the passport's `ctx`
+   * with this value. A caller that asks for one with another value is refused
+   * (`broker_context_pinned`); asking for the same value is allowed (it changes nothing).
+   */
+  pinnedContext?: Readonly<Record<string, string>>;
 }
+
+/** A ctx field name, as the IPC parser accepts them (SPEC §6 `ctx.selected_fields`). */
+export const CONTEXT_FIELD_NAME = /^[a-z][a-z0-9_]{0,63}$/;
+/** The longest ctx value (as the IPC parser accepts them). */
+export const MAX_CONTEXT_VALUE_CHARS = 1024;
+/** At most this many context fields in one passport (caller's and pinned together). */
+const MAX_CONTEXT_FIELDS = 32;
 
 export interface BrokerDecision {
   response: IpcResponse;
@@ -113,6 +127,7 @@ export class Broker {
   private readonly backend: Ed25519Backend;
   private readonly ttl: number;
   private readonly opts: BrokerOptions;
+  private readonly pinned: ReadonlyMap<string, string>;
 
   constructor(opts: BrokerOptions) {
     this.opts = opts;
@@ -127,6 +142,13 @@ export class Broker {
     }
     this.ttl = ttl;
     if (opts.sources.length === 0) throw new RangeError('the broker needs at least one signer source (software key or SPIFFE)');
+    const pinned = opts.policy.pinnedContext ?? {};
+    if (Object.keys(pinned).length > MAX_CONTEXT_FIELDS) throw new RangeError(`at most ${MAX_CONTEXT_FIELDS} pinned context fields`);
+    for (const [field, value] of Object.entries(pinned)) {
+      if (!CONTEXT_FIELD_NAME.test(field)) throw new RangeError(`pinned context field ${JSON.stringify(field)} must be a snake_case name (a-z, 0-9, _; at most 64 characters)`);
+      if (typeof value !== 'string' || value.length > MAX_CONTEXT_VALUE_CHARS || value.includes('\n')) throw new RangeError(`pinned context field ${field} must have a string value of at most ${MAX_CONTEXT_VALUE_CHARS} characters without a line feed`);
+    }
+    this.pinned = new Map(Object.entries(pinned));
   }
 
   /** The classes configured, highest first (for `available_key_binding` and docs). */
@@ -148,11 +170,18 @@ export class Broker {
     if (!rules.some((rule) => rule.routes.includes('*') || rule.routes.includes(req.http.route_id))) {
       return deny('broker_route_not_allowed', 'the broker does not issue passports for this route', { audience: req.http.audience, route_id: req.http.route_id });
     }
+    // Pinned fields first: the broker sets them, so a caller's other value is a refusal, not a choice.
+    for (const f of req.ctx.selected_fields) {
+      const pinned = this.pinned.get(f);
+      if (pinned !== undefined && req.ctx.values[f] !== pinned) return deny('broker_context_pinned', `context field ${f} is set by the broker; the request asks for another value`, { field: f });
+    }
     const allowedCtx = this.policy.allowedContextFields;
     if (allowedCtx !== undefined) {
-      const extra = req.ctx.selected_fields.find((f) => !allowedCtx.includes(f));
+      const extra = req.ctx.selected_fields.find((f) => !allowedCtx.includes(f) && !this.pinned.has(f));
       if (extra !== undefined) return deny('broker_request_malformed', `context field ${extra} is not allowed by the broker policy`, { field: extra });
     }
+    const ctxValues: Record<string, string> = { ...req.ctx.values, ...Object.fromEntries(this.pinned) };
+    if (Object.keys(ctxValues).length > MAX_CONTEXT_FIELDS) return deny('broker_request_malformed', `more than ${MAX_CONTEXT_FIELDS} context fields with the broker's pinned ones`);
 
     const acceptable = (c: SignerClass): boolean =>
       kb.acceptable_key_bindings.length > 0 ? kb.acceptable_key_bindings.includes(c) && meetsMinimum(c, required) : meetsMinimum(c, required);
@@ -221,7 +250,7 @@ export class Broker {
       if (ttl < 1) return deny('workload_attestation_failed', 'the attesting credential expires within a second', { requested_key_binding: required });
     }
     const proofKey = this.opts.proofKey?.() ?? generatePrivateKey();
-    const ctx = req.ctx.selected_fields.length > 0 ? req.ctx.values : undefined;
+    const ctx = Object.keys(ctxValues).length > 0 ? ctxValues : undefined;
     const passport = issuePassport({
       signingKey: this.policy.signingKey,
       kid: this.policy.kid,

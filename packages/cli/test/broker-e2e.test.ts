@@ -147,6 +147,53 @@ test('the real trustplane-broker process and `trustplane broker issue`', async (
   assert.equal(existsSync(socket), false, 'the socket is removed on shutdown');
 });
 
+test('broker serve --ctx: the broker pins a context field a route policy requires; a caller asking for another value is refused; a caller-chosen field passes as chosen', async (t) => {
+  const dir = tempDir(t);
+  const keyFile = path.join(dir, 'broker.key');
+  writeFileSync(keyFile, `${formatPrivateKey(brokerKey)}\n`, { mode: 0o600 });
+  const socket = path.join(dir, 'broker.sock');
+  const bin = fileURLToPath(new URL('../../bin/trustplane-broker.js', import.meta.url));
+  const child = spawn(process.execPath, [bin, '--socket', socket, '--issuer', BROKER_ISSUER, '--trust-domain', 'example.local', '--signing-key', keyFile, '--kid', 'broker-key-1', '--allow', 'orders-api', '--software-subject', 'svc:orders-worker', '--ctx', 'tool_name=orders-runner', '--audit-log', 'off'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  t.after(() => child.kill('SIGKILL'));
+  for (let i = 0; i < 100 && !stderr.includes('listening on'); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.match(stderr, /listening on/);
+  // orders.create accepts the broker's passports only with ctx.tool_name = orders-runner,
+  // orders.get only with ctx.ticket = T-1 (a field the broker does not pin).
+  const policy = policyBundle((b) => {
+    const rule = (ctx: Record<string, string>) => ({ source_type: 'spiffe_spire' as const, issuer: BROKER_ISSUER, trust_domain: 'example.local', subject_exact: 'svc:orders-worker', required_key_binding: 'software' as const, context_policy: ctx });
+    b.route_groups[0]!.routes.find((r) => r.route_id === 'orders.create')!.allowed_sources.push(rule({ required_tool_name: 'orders-runner' }));
+    b.route_groups[0]!.routes.find((r) => r.route_id === 'orders.get')!.allowed_sources.push(rule({ required_ticket: 'T-1' }));
+  });
+  const upstream = await startEchoUpstream();
+  const adapter = await startAdapter({ listen: { host: '127.0.0.1', port: 0 }, upstream: upstream.url, policy: new StaticPolicyProvider(compilePolicy(trustMaterial(), policy)), replayStore: new MemoryReplayStore(), audit: new MemoryAuditSink() });
+  try {
+    const create = ['broker', 'issue', '--socket', socket, '--method', 'POST', '--url', 'https://orders.example/v1/orders', '--audience', 'orders-api', '--route-id', 'orders.create', '--data', '{}'];
+    // The caller sends no ctx: the broker's pinned field satisfies the route's context policy.
+    const ok = await run(...create);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.deepEqual(await send(adapter, 'POST', '/v1/orders', JSON.parse(ok.stdout) as Record<string, string>, '{}'), { status: 200 });
+    // The caller asks for another value of the pinned field: refused by the broker, nothing signed.
+    const forged = await run(...create, '--ctx', 'tool_name=admin-console');
+    assert.equal(forged.code, 1);
+    assert.equal(forged.stderr, 'trustplane: broker_context_pinned: the broker refused (context field tool_name is set by the broker; the request asks for another value)\n');
+    // A field the broker does not pin is the caller's choice: whatever it says reaches the passport.
+    const get = ['broker', 'issue', '--socket', socket, '--method', 'GET', '--url', 'https://orders.example/v1/orders/ord_1', '--audience', 'orders-api', '--route-id', 'orders.get'];
+    const chosen = await run(...get, '--ctx', 'ticket=T-1');
+    assert.equal(chosen.code, 0, chosen.stderr);
+    assert.deepEqual(await send(adapter, 'GET', '/v1/orders/ord_1', JSON.parse(chosen.stdout) as Record<string, string>), { status: 200 });
+    const without = await run(...get);
+    assert.equal(without.code, 0, without.stderr);
+    assert.deepEqual(await send(adapter, 'GET', '/v1/orders/ord_1', JSON.parse(without.stdout) as Record<string, string>), { status: 403, reason: 'missing_context' });
+  } finally {
+    await adapter.close();
+    await upstream.close();
+  }
+  child.kill('SIGTERM');
+  assert.equal(await new Promise<number | null>((resolve) => child.once('exit', resolve)), 0, stderr);
+});
+
 test('broker serve: usage errors are one clear line, exit 2', async (t) => {
   const dir = tempDir(t);
   const keyFile = path.join(dir, 'k');
@@ -160,6 +207,17 @@ test('broker serve: usage errors are one clear line, exit 2', async (t) => {
   assert.match(ttl.stderr, /--ttl must be an integer 1\.\.900/);
   const fallback = await run(...base, '--spiffe-socket', path.join(dir, 'nope'), '--allow-software-fallback');
   assert.equal(fallback.code, 2);
+  for (const [ctx, message] of [
+    [['--ctx', 'Tool=x'], /--ctx "Tool=x": expected FIELD=VALUE with a snake_case FIELD/],
+    [['--ctx', 'novalue'], /expected FIELD=VALUE/],
+    [['--ctx', 'a=1', '--ctx', 'a=2'], /--ctx a is given twice/],
+    [['--ctx', `a=${'x'.repeat(1025)}`], /at most 1024 characters/],
+  ] as const) {
+    const r = await run(...base, '--software-subject', 's', ...ctx);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, message);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
   const badKey = await run('broker', 'serve', '--socket', path.join(dir, 's.sock'), '--issuer', 'i', '--trust-domain', 't', '--signing-key', path.join(dir, 'missing'), '--kid', 'k', '--allow', 'a', '--software-subject', 's');
   assert.equal(badKey.code, 1);
   assert.match(badKey.stderr, /cannot read --signing-key/);

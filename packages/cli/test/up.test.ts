@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { request } from 'undici';
 import { freePort, startEchoUpstream } from '@trustplane/testkit';
@@ -94,6 +94,15 @@ test('trustplane up: adapter + broker in front of your API; the printed next ste
   const r4 = await request(`http://127.0.0.1:${port}/orders/x`, { headers: JSON.parse(s2.stdout) as Record<string, string> });
   assert.equal(r4.statusCode, 200);
   assert.equal(await second.stop('SIGTERM'), 0);
+  // The adapter keeps the high-water mark in the state directory: with policy-bundle.json gone
+  // (or edited back), the next start still signs above the mark, never below it.
+  const markOf = () => (JSON.parse(readFileSync(path.join(dir, 'bundle-state.json'), 'utf8')) as { policy_id: string; policy_version: number });
+  assert.deepEqual([markOf().policy_id, markOf().policy_version], ['trustplane-up', 2]);
+  rmSync(path.join(dir, 'policy-bundle.json'));
+  const third = await up(args);
+  assert.equal((JSON.parse(readFileSync(path.join(dir, 'policy-bundle.json'), 'utf8')) as { policy_version: number }).policy_version, 3);
+  assert.equal(markOf().policy_version, 3);
+  assert.equal(await third.stop('SIGTERM'), 0);
 });
 
 test('trustplane up: bad input is one clear line', async (t) => {

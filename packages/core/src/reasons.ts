@@ -68,6 +68,7 @@ export const REASONS = {
   broker_request_too_large: { status: 413, origin: 'extension', meaning: 'Broker: the IPC line exceeds 1 MiB; the connection is closed after this answer.' },
   broker_audience_not_allowed: { status: 403, origin: 'extension', meaning: "Broker: the broker's policy does not issue passports for this audience." },
   broker_route_not_allowed: { status: 403, origin: 'extension', meaning: "Broker: the broker's policy does not issue passports for this route of the audience." },
+  broker_context_pinned: { status: 403, origin: 'extension', meaning: 'Broker: the request asks for a `ctx` field the broker pins itself (`--ctx FIELD=VALUE`) with another value; nothing is signed.' },
   workload_attestation_failed: { status: 403, origin: 'extension', meaning: "Broker: the workload's X.509-SVID failed validation (chain, validity, trust domain, SPIFFE ID selector), so `attested_workload` cannot be granted." },
   workload_attestation_unavailable: { status: 503, origin: 'extension', meaning: 'Broker: no X.509-SVID could be obtained from the SPIFFE Workload API (agent down, stream error); retryable.' },
 } as const satisfies Record<string, ReasonInfo>;
@@ -80,6 +81,7 @@ export const BROKER_ONLY_REASONS: ReadonlySet<ReasonCode> = new Set<ReasonCode>(
   'broker_request_too_large',
   'broker_audience_not_allowed',
   'broker_route_not_allowed',
+  'broker_context_pinned',
   'workload_attestation_failed',
   'workload_attestation_unavailable',
 ]);

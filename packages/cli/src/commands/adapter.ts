@@ -65,12 +65,21 @@ export function registerAdapter(program: Command, io: CliIo): void {
     const maxBody = positiveInt(o.maxBodyBytes, '--max-body-bytes');
     const workers = parseWorkers(o.workers);
     const role = workers === 1 ? 'single' : isAdapterWorker() ? 'worker' : 'primary';
-    const rt = await startVerifierRuntime(s);
+    const rt = await startVerifierRuntime(s, role).catch(async (err: unknown) => {
+      if (role !== 'worker') throw err;
+      // The primary reports it, once (its startup fails with this line), and stops the others.
+      await reportWorkerStartFailure(err instanceof Error ? err.message : String(err));
+      return undefined;
+    });
+    if (rt === undefined) {
+      process.exitCode = 1;
+      return;
+    }
     if (role === 'primary') {
-      // Configuration and bundles are validated here, once; the workers verify requests.
-      rt.watcher.close();
-      if (s.replay === 'memory') void rt.audit.close();
-      else rt.abort(); // each worker opens its own Redis connection
+      // Configuration is validated here, once; the workers verify requests. The primary keeps
+      // watching the bundle files (and the high-water mark): the workers serve its pairs.
+      void rt.audit.close();
+      if (s.replay !== 'memory') void rt.replayStore.close?.(); // each worker opens its own Redis connection
       const primary = await startClusterPrimary({
         workers,
         exec: fileURLToPath(new URL('../../../bin/trustplane.js', import.meta.url)),
@@ -78,7 +87,9 @@ export function registerAdapter(program: Command, io: CliIo): void {
         env: workerEnv(cmd),
         admin: s.admin,
         replayStore: s.replay === 'memory' ? rt.replayStore : undefined,
+        bundles: rt.fileWatcher,
       }).catch((err: unknown) => {
+        rt.watcher.close();
         throw failure(`cannot start: ${err instanceof Error ? err.message : String(err)}`);
       });
       log('info', 'adapter listening', { url: primary.url, admin: primary.adminUrl, upstream: o.upstream, replay: s.replay === 'memory' ? 'memory (primary)' : 'redis', workers });
@@ -90,13 +101,15 @@ export function registerAdapter(program: Command, io: CliIo): void {
         () => primary.drain(),
         (signal) => void primary.stop(signal),
       );
+      // The primary reads the files; what it accepts reaches every worker.
       const onHup = () => {
-        log('info', 'SIGHUP: reloading bundles in every worker');
-        primary.reload();
+        log('info', 'SIGHUP: reloading bundles');
+        rt.watcher.reload();
       };
       process.on('SIGHUP', onHup);
       io.stderr(`trustplane adapter: listening on ${primary.url} → ${o.upstream} (admin ${primary.adminUrl ?? 'off'}, ${workers} workers)\n`);
       const code = await primary.done;
+      rt.watcher.close();
       removeStopSignals();
       process.removeListener('SIGHUP', onHup);
       if (code !== 0) throw failure('stopped: an adapter worker kept crashing');

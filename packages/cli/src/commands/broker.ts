@@ -25,6 +25,7 @@ interface ServeOptions extends SpiffeCliOptions {
   softwareSubject?: string;
   allowSoftwareFallback?: true;
   contextField?: string[];
+  ctx?: string[];
   auditLog?: string;
   readTimeoutMs: string;
 }
@@ -35,6 +36,21 @@ function positiveInt(value: string, flag: string, max = Number.MAX_SAFE_INTEGER)
   const n = Number(value);
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n <= 0 || n > max) throw usageError(`${flag} must be an integer 1..${max}, got ${JSON.stringify(value)}`);
   return n;
+}
+
+/** `--ctx FIELD=VALUE` (repeatable): the context fields the broker pins itself. */
+export function parsePinnedContext(values: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of values) {
+    const eq = kv.indexOf('=');
+    const field = eq <= 0 ? '' : kv.slice(0, eq);
+    const value = kv.slice(eq + 1);
+    if (!/^[a-z][a-z0-9_]{0,63}$/.test(field)) throw usageError(`--ctx ${JSON.stringify(kv)}: expected FIELD=VALUE with a snake_case FIELD (a-z, 0-9, _; at most 64 characters)`);
+    if (value.length > 1024 || value.includes('\n')) throw usageError(`--ctx ${field}: the value must be at most 1024 characters, without a line feed`);
+    if (Object.prototype.hasOwnProperty.call(out, field)) throw usageError(`--ctx ${field} is given twice: give each pinned field once`);
+    out[field] = value;
+  }
+  return out;
 }
 
 /** `AUDIENCE` (every route) or `AUDIENCE=ROUTE[,ROUTE…]`. */
@@ -61,7 +77,8 @@ function registerServe(broker: Command, io: CliIo): void {
     .addOption(env(new Option('--ttl <seconds>', 'passport lifetime, at most 900').default('300'), 'TTL'))
     .addOption(env(new Option('--software-subject <sub>', 'enable the software source: issue `software` passports with this subject').argParser(parseText), 'SOFTWARE_SUBJECT'))
     .addOption(env(new Option('--allow-software-fallback', 'grant `software` when a higher class fails and the request allows fallback'), 'ALLOW_SOFTWARE_FALLBACK'))
-    .addOption(env(new Option('--context-field <name>', 'a ctx field the broker may copy into passports (repeatable; default: any)').argParser(collect), 'CONTEXT_FIELD'))
+    .addOption(env(new Option('--context-field <name>', 'a ctx field the broker may copy from the caller into passports (repeatable; default: any)').argParser(collect), 'CONTEXT_FIELD'))
+    .addOption(env(new Option('--ctx <field=value>', 'a ctx field the broker sets itself in every passport; a caller asking for another value is refused (broker_context_pinned); repeatable').argParser(collect), 'CTX'))
     .addOption(env(new Option('--audit-log <target>', 'audit events: - (stdout), a file path, or off').default('-'), 'AUDIT_LOG'))
     .addOption(env(new Option('--read-timeout-ms <ms>', 'drop a client that has not sent its line within this time').default('5000'), 'READ_TIMEOUT_MS'));
   addSpiffeOptions(cmd);
@@ -72,6 +89,7 @@ function registerServe(broker: Command, io: CliIo): void {
     const readTimeoutMs = positiveInt(o.readTimeoutMs, '--read-timeout-ms');
     const socketGid = o.socketGid === undefined ? undefined : positiveInt(o.socketGid, '--socket-gid');
     const allow = o.allow.map(parseAllowRule);
+    const pinnedContext = parsePinnedContext(o.ctx ?? []);
     let signingKey;
     try {
       signingKey = readPrivateKeyFile(o.signingKey);
@@ -98,6 +116,7 @@ function registerServe(broker: Command, io: CliIo): void {
         ttlSeconds: ttl,
         allowSoftwareFallback: o.allowSoftwareFallback === true,
         ...(o.contextField !== undefined ? { allowedContextFields: o.contextField } : {}),
+        pinnedContext,
       },
       sources,
     });

@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import {
+  BundleFollower,
   BundleWatcher,
   MemoryReplayStore,
   parsePublicKey,
@@ -15,7 +16,9 @@ import {
   DEV_ALLOW_UNSIGNED_FLAG,
   type AuditComponent,
   type BundleLoadedEvent,
+  type BundlePair,
   type BundleRejectedEvent,
+  type CheckOutcome,
   type Ed25519PublicKey,
   type PolicyProvider,
   type ReplayStore,
@@ -34,6 +37,7 @@ export interface VerifierFlags {
   bundleSignaturePublicKey?: string[];
   policyBundleSignaturePublicKey?: string[];
   policyBundleFreshnessWindow: string;
+  bundleStateFile?: string;
   routePolicyMode: string;
   routeId?: string;
   proofMode: string;
@@ -95,6 +99,7 @@ export const VERIFIER_CONFIG_KEYS: Readonly<Record<string, string>> = {
   policy_bundle_signature_public_key: 'policyBundleSignaturePublicKey',
   policy_bundle_signature_public_keys: 'policyBundleSignaturePublicKey',
   policy_bundle_freshness_window: 'policyBundleFreshnessWindow',
+  bundle_state_file: 'bundleStateFile',
   route_policy_mode: 'routePolicyMode',
   route_id: 'routeId',
   proof_mode: 'proofMode',
@@ -165,6 +170,7 @@ export function addVerifierOptions(cmd: Command, defaults: { listen: string; adm
     .addOption(env(new Option('--bundle-signature-public-key <kid=b64url>', 'trusted signing key of the trust material (repeatable)').argParser(collectKeys), 'BUNDLE_SIGNATURE_PUBLIC_KEY'))
     .addOption(env(new Option('--policy-bundle-signature-public-key <kid=b64url>', 'trusted signing key of the policy bundle (repeatable; default: the trust material keys)').argParser(collectKeys), 'POLICY_BUNDLE_SIGNATURE_PUBLIC_KEY'))
     .addOption(env(new Option('--policy-bundle-freshness-window <seconds>', 'realtime routes need the bundle confirmed within this window').default('5'), 'POLICY_BUNDLE_FRESHNESS_WINDOW'))
+    .addOption(env(new Option('--bundle-state-file <path>', 'keep the bundle high-water mark (policy_id lineage, policy_version) here, in a writable place that outlives restarts: an older pair or another lineage is then refused at start too (default: off, in memory only)'), 'BUNDLE_STATE_FILE'))
     .addOption(env(new Option('--route-policy-mode <mode>', 'request (method + path_template) or route-id').choices(['request', 'route-id']).default('request'), 'ROUTE_POLICY_MODE'))
     .addOption(env(new Option('--route-id <id>', 'the one route this process serves (route-id mode)'), 'ROUTE_ID'))
     .addOption(env(new Option('--proof-mode <mode>', 'request proof format').choices(['transcript-v1']).default('transcript-v1'), 'PROOF_MODE'))
@@ -222,6 +228,8 @@ export interface VerifierSettings {
   policyBundleFile: string;
   trustKeys: Map<string, Ed25519PublicKey>;
   policyKeys: Map<string, Ed25519PublicKey>;
+  /** The high-water mark file (`--bundle-state-file`), if any. */
+  stateFile: string | undefined;
   dev: boolean;
   replay: string;
   /** Capacity of the memory replay store (live jtis). */
@@ -257,6 +265,7 @@ export function verifierSettings(o: VerifierFlags): VerifierSettings {
   if (o.replayMaxEntries !== undefined && o.replay !== 'memory') throw usageError('--replay-max-entries applies to --replay memory only (size Redis with its own maxmemory and maxmemory-policy noeviction)');
   const replayMaxEntries = o.replayMaxEntries === undefined ? DEFAULT_REPLAY_MAX_ENTRIES : positiveInt(o.replayMaxEntries, '--replay-max-entries');
   if (o.routePolicyMode === 'route-id' && o.routeId === undefined) throw usageError('--route-policy-mode route-id needs --route-id');
+  if (o.bundleStateFile === '') throw usageError('--bundle-state-file must be a path');
   return {
     listen,
     admin,
@@ -264,6 +273,7 @@ export function verifierSettings(o: VerifierFlags): VerifierSettings {
     policyBundleFile: o.policyBundle,
     trustKeys,
     policyKeys,
+    stateFile: o.bundleStateFile,
     dev,
     replay: o.replay,
     replayMaxEntries,
@@ -279,8 +289,23 @@ export function verifierSettings(o: VerifierFlags): VerifierSettings {
   };
 }
 
+/** What serves the bundle pair in this process: its own file watcher, or (a worker) the primary's pairs. */
+export interface ServedBundles {
+  current: PolicyProvider['current'];
+  currentPair(): BundlePair | undefined;
+  on(event: 'loaded', listener: (e: BundleLoadedEvent) => void): unknown;
+  on(event: 'rejected', listener: (e: BundleRejectedEvent) => void): unknown;
+  reload(): CheckOutcome;
+  close(): void;
+}
+
+/** Who this process is: `single` (reads the files), `primary` (reads them for its workers), `worker` (serves the primary's pairs). */
+export type RuntimeRole = 'single' | 'primary' | 'worker';
+
 export interface VerifierRuntime {
-  watcher: BundleWatcher;
+  watcher: ServedBundles;
+  /** This process's watcher of the bundle files (not in a worker). */
+  fileWatcher: BundleWatcher | undefined;
   /** What the verifier reads: the watcher, or the JWKS trust source in front of it. */
   policy: PolicyProvider;
   /** Extra readiness (JWKS issuers fetched; not while shutting down), for /readyz. */
@@ -299,20 +324,40 @@ export interface VerifierRuntime {
   abort(): void;
 }
 
-/** Load the bundle pair (refusing to start without a good one) and open the replay store and audit sink. */
-export async function startVerifierRuntime(s: VerifierSettings): Promise<VerifierRuntime> {
-  const { JwksTrustSource, RedisReplayStore, createAuditSink, log, setLogLevel } = await import('@trustplane/adapter');
+/**
+ * Load the bundle pair (refusing to start without a good one) and open the replay store and
+ * audit sink. A `worker` reads no bundle file: it serves the pairs its primary accepted.
+ */
+export async function startVerifierRuntime(s: VerifierSettings, role: RuntimeRole = 'single'): Promise<VerifierRuntime> {
+  const { JwksTrustSource, RedisReplayStore, createAuditSink, followClusterBundles, log, setLogLevel } = await import('@trustplane/adapter');
   setLogLevel(s.logLevel);
   if (s.dev) log('warn', `${DEV_ALLOW_UNSIGNED_FLAG} is set: unsigned bundles are accepted. Never use this in production.`);
-  const watcher = new BundleWatcher({ trustMaterialFile: s.trustMaterialFile, policyBundleFile: s.policyBundleFile, trustMaterialKeys: s.trustKeys, policyBundleKeys: s.policyKeys, allowUnsigned: s.dev });
-  const rejected: string[] = [];
-  const onStartReject = (e: BundleRejectedEvent) => rejected.push(`${e.reason}: ${e.detail}`);
-  watcher.on('rejected', onStartReject);
-  if (!watcher.start()) {
-    watcher.close();
-    throw failure(`cannot load the bundle pair: ${rejected[0] ?? 'unknown error'}`, 'bundle_policy_missing');
+  let watcher: ServedBundles;
+  let fileWatcher: BundleWatcher | undefined;
+  let unfollow: (() => void) | undefined;
+  const keys = { trustMaterialKeys: s.trustKeys, policyBundleKeys: s.policyKeys, allowUnsigned: s.dev, trustMaterialFile: s.trustMaterialFile, policyBundleFile: s.policyBundleFile };
+  if (role === 'worker') {
+    const follower = new BundleFollower(keys);
+    try {
+      unfollow = await followClusterBundles(follower);
+    } catch (err) {
+      throw failure(`cannot load the bundle pair: ${err instanceof Error ? err.message : String(err)}`, 'bundle_policy_missing');
+    }
+    watcher = follower;
+  } else {
+    fileWatcher = new BundleWatcher({ ...keys, ...(s.stateFile !== undefined ? { stateFile: s.stateFile } : {}) });
+    const rejected: string[] = [];
+    const onStartReject = (e: BundleRejectedEvent) => rejected.push(`${e.reason}: ${e.detail}`);
+    fileWatcher.on('rejected', onStartReject);
+    if (!fileWatcher.start()) {
+      fileWatcher.close();
+      throw failure(`cannot load the bundle pair: ${rejected[0] ?? 'unknown error'}`, 'bundle_policy_missing');
+    }
+    fileWatcher.off('rejected', onStartReject);
+    const mark = fileWatcher.currentMark();
+    if (s.stateFile !== undefined && mark !== undefined) log('info', 'bundle high-water mark', { state_file: s.stateFile, policy_id: mark.policyId, policy_version: mark.policyVersion });
+    watcher = fileWatcher;
   }
-  watcher.off('rejected', onStartReject);
   let replayStore: ReplayStore;
   if (s.replay === 'memory') replayStore = new MemoryReplayStore({ maxEntries: s.replayMaxEntries });
   else {
@@ -328,7 +373,8 @@ export async function startVerifierRuntime(s: VerifierSettings): Promise<Verifie
   }
   const audit = createAuditSink(s.auditLog);
   let jwks: JwksTrustSourceT | undefined;
-  if (s.allowJwksFetch) {
+  // The primary verifies nothing: its workers fetch for themselves.
+  if (s.allowJwksFetch && role !== 'primary') {
     jwks = new JwksTrustSource({
       bundles: watcher,
       onEvent: (e) => log(e.type === 'fetched' ? 'info' : 'warn', `jwks: ${e.type.replace('_', ' ')}`, { issuer: e.issuer, jwks_uri: e.jwksUri, detail: e.detail }),
@@ -336,9 +382,14 @@ export async function startVerifierRuntime(s: VerifierSettings): Promise<Verifie
     // Startup waits a little for the first fetch; readiness reports what is still missing.
     await Promise.race([jwks.start(), new Promise((r) => setTimeout(r, 5000).unref())]);
   }
+  // Said once everything else is valid, so that a configuration mistake stays one line.
+  if (role !== 'worker' && s.stateFile === undefined) {
+    log('warn', 'bundle rollback protection across restarts is off: give --bundle-state-file PATH (a writable file that outlives restarts) so that a restart refuses an older signed pair or another policy_id; the high-water mark is kept in memory only');
+  }
   let draining = false;
   return {
     watcher,
+    fileWatcher,
     policy: jwks ?? watcher,
     extraReadiness: () => (draining ? 'shutting down' : jwks?.readiness()),
     replayStore,
@@ -365,11 +416,14 @@ export async function startVerifierRuntime(s: VerifierSettings): Promise<Verifie
           () => (draining = true),
           () => {
             watcher.close();
+            unfollow?.();
             jwks?.close();
             void stop().then(resolve);
           },
         );
         process.on('SIGHUP', () => {
+          // A worker's pairs come from its primary, which reloads on its own SIGHUP.
+          if (role === 'worker') return;
           log('info', 'SIGHUP: reloading bundles');
           watcher.reload();
         });
@@ -377,6 +431,7 @@ export async function startVerifierRuntime(s: VerifierSettings): Promise<Verifie
     },
     abort() {
       watcher.close();
+      unfollow?.();
       jwks?.close();
       void replayStore.close?.();
       void audit.close();

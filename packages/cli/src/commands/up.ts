@@ -19,6 +19,7 @@ import {
   generatePrivateKey,
   parseBundlePair,
   parsePublicKey,
+  readBundleState,
   readPrivateKeyFile,
   signDocument,
   type BundleRejectedEvent,
@@ -146,11 +147,20 @@ export function registerUp(program: Command, io: CliIo): void {
           return 0;
         }
       })();
+      // The high-water mark the adapter keeps (DIR/bundle-state.json): the new pair must be above
+      // it even when policy-bundle.json was deleted or edited back. A bad mark stops here.
+      const stateFile = f('bundle-state.json');
+      let markVersion = 0;
+      try {
+        markVersion = readBundleState(stateFile)?.policyVersion ?? 0;
+      } catch (err) {
+        throw failure(`${err instanceof Error ? err.message : String(err)}`);
+      }
       const bundle = {
         version: 'trustplane-bundle-v1',
         kind: 'policy_runtime_bundle',
         policy_id: 'trustplane-up',
-        policy_version: previousVersion + 1,
+        policy_version: Math.max(previousVersion, markVersion) + 1,
         trust_domain: TRUST_DOMAIN,
         apis: [{ api_id: o.audience, audience: o.audience, base_url: base }],
         route_groups: [
@@ -180,7 +190,7 @@ export function registerUp(program: Command, io: CliIo): void {
         { file: f('policy-bundle.json'), data: bundleText },
       ]);
 
-      const watcher = new BundleWatcher({ trustMaterialFile: f('trust-material.json'), policyBundleFile: f('policy-bundle.json'), trustMaterialKeys: keys, policyBundleKeys: keys });
+      const watcher = new BundleWatcher({ trustMaterialFile: f('trust-material.json'), policyBundleFile: f('policy-bundle.json'), trustMaterialKeys: keys, policyBundleKeys: keys, stateFile });
       const rejected: string[] = [];
       watcher.on('rejected', (e: BundleRejectedEvent) => {
         rejected.push(`${e.reason}: ${e.detail}`);
@@ -233,7 +243,7 @@ export function registerUp(program: Command, io: CliIo): void {
           `trustplane up: ready`,
           `  adapter   ${adapter.url} → ${o.upstream}   (admin ${adapter.adminUrl ?? 'off'})`,
           `  broker    ${rel(socketPath)}`,
-          `  state     ${rel(dir)}  (keys, signed bundles, audit.jsonl)`,
+          `  state     ${rel(dir)}  (keys, signed bundles, bundle-state.json, audit.jsonl)`,
           `  routes    ${o.route === undefined ? `development catch-all: ${METHODS.join('/')} on paths of 0–6 segments` : routes.map((r) => `${r.method} ${r.pathTemplate} (${r.routeId})`).join(', ')}`,
           ``,
           `Next:`,

@@ -49,7 +49,8 @@ export {
   type ParseBundlePairOptions,
   type LoadBundlePairOptions,
 } from './load.js';
-export { BundleWatcher, type BundleWatcherOptions, type BundleLoadedEvent, type BundleRejectedEvent, type CheckOutcome } from './watch.js';
+export { BundleWatcher, BundleFollower, type BundleWatcherOptions, type BundleFollowerOptions, type BundleLoadedEvent, type BundleRejectedEvent, type BundleConfirmedEvent, type BundlePairBytes, type CheckOutcome } from './watch.js';
+export { readBundleState, parseBundleState, writeBundleState, formatBundleState, checkAgainstMark, BUNDLE_STATE_VERSION, type BundleMark, type BundleState } from './state.js';
 export { formatTrustMaterial, formatPolicyBundle } from './format.js';
 export { buildBundles, BUNDLE_CONFIG_VERSION, FRESHNESS_CLASSES, type BuildBundlesOptions, type BuiltBundles } from './build.js';
 export { mergeSource, removeSource, type MergeSourceOptions, type RemoveSourceOptions, type BundleEditResult, type BundleEditFiles } from './merge.js';
