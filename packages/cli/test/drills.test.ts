@@ -16,15 +16,15 @@
  */
 import { after, describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, constants as fsConstants, openSync, readFileSync, readSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { Pool, request } from 'undici';
 import { decodePassportUnverified, signDocument, type PolicyBundle } from '@trustplane/core';
 import { makeRequest, policyBundle, trustMaterial, redisAvailable, startPersistentRedis } from '@trustplane/testkit';
-import { BUNDLE_SIGNING, bundleSigner, spawnAdapter, stopWithSigterm, tempDir, type SpawnedAdapter } from './helpers.js';
+import { BUNDLE_SIGNING, binPath, bundleSigner, spawnAdapter, stopWithSigterm, tempDir, type SpawnedAdapter } from './helpers.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** Generous: an adapter under this load sits near 80–110 MB. */
@@ -601,4 +601,90 @@ describe('fault drills under load (real adapter processes, loopback)', () => {
     }
   });
 
+  test('drill f: the audit sink (a FIFO) stops being read under load: no hang, every decision either written or counted as dropped, readiness off while it is blocked', async (t) => {
+    const dir = tempDir(t);
+    const upstream = await startRecordingUpstream();
+    const fifo = path.join(dir, 'audit.fifo');
+    execFileSync('mkfifo', [fifo]);
+    // The reader: opened (non-blocking), read for a moment, then left unread.
+    const reader = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+    let read = '';
+    const drain = () => {
+      const buf = Buffer.alloc(65536);
+      for (;;) {
+        let n: number;
+        try {
+          n = readSync(reader, buf);
+        } catch (err) {
+          if ((err as { code?: string }).code === 'EAGAIN') return;
+          throw err;
+        }
+        if (n === 0) return;
+        read += buf.subarray(0, n).toString();
+      }
+    };
+    try {
+      const { tm, pb } = writePair(dir, versionedPolicy(7));
+      const a = await spawnAdapter(['--upstream', upstream.url, '--bundle', tm, '--policy-bundle', pb, '--bundle-signature-public-key', BUNDLE_SIGNING, '--audit-log', fifo, '--audit-buffer-bytes', '65536', '--log-level', 'warn']);
+      const rss = sampleRss(() => [a.child]);
+      try {
+        // 1200 decisions of ~800 bytes: the pipe (64 KiB) and the sink's buffer (64 KiB) fill.
+        const shots = await runLoad({ drill: 'f', targets: [a.url], total: 1200, concurrency: 8, spreadMs: 2500 });
+        const blocked = await request(`${a.admin}/readyz`, { headersTimeout: 2000 });
+        assert.equal(blocked.statusCode, 503);
+        assert.match(await blocked.body.text(), /audit sink blocked/);
+        // The reader comes back: the buffered lines flow, readiness returns.
+        const until = Date.now() + 3000;
+        let ready = 0;
+        while (Date.now() < until && ready !== 200) {
+          drain();
+          await sleep(50);
+          ready = (await request(`${a.admin}/readyz`, { headersTimeout: 2000 }).then(async (r) => (await r.body.dump(), r.statusCode)));
+        }
+        assert.equal(ready, 200, 'readiness did not come back once the audit sink was read again');
+        drain();
+        const dropped = Number(/trustplane_audit_events_dropped_total (\d+)/.exec(await metricsOf(a.admin))?.[1] ?? NaN);
+        const written = read.split('\n').filter((l) => l.includes('"request_id"')).map((l) => JSON.parse(l) as AuditLine);
+        const answered = shots.filter((s) => s.status !== undefined).length;
+        assert.ok(dropped > 0, `nothing dropped (dropped=${dropped}): the drill did not block the sink`);
+        // Not silently lost: every decision is in the sink or in the dropped count.
+        assert.equal(written.length + dropped, answered, `written ${written.length} + dropped ${dropped} ≠ ${answered} decisions`);
+        assert.match(a.stderr(), /audit sink blocked/);
+        const auditIds = new Set(written.map((e) => e.request_id));
+        check('f', shots, upstream, written, rss.stop(), { auditMayMiss: { shot: (s) => !auditIds.has(s.requestId), atMost: dropped } });
+      } finally {
+        rss.stop();
+        drain();
+        const exit = stopWithSigterm(a);
+        const killer = setTimeout(() => a.child.kill('SIGKILL'), 5000);
+        const code = await exit;
+        clearTimeout(killer);
+        assert.equal(code, 0, `the adapter did not stop on SIGTERM: ${a.stderr()}`);
+      }
+    } finally {
+      closeSync(reader);
+      await upstream.close();
+    }
+  });
+
+  test('drill f (start): an audit FIFO nobody reads refuses startup with one line instead of hanging before listening', async (t) => {
+    const dir = tempDir(t);
+    const fifo = path.join(dir, 'audit.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const { tm, pb } = writePair(dir, versionedPolicy(7));
+    const started = Date.now();
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const c = spawn(process.execPath, [binPath, 'adapter', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--upstream', 'http://127.0.0.1:1', '--bundle', tm, '--policy-bundle', pb, '--bundle-signature-public-key', BUNDLE_SIGNING, '--audit-log', fifo], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const killer = setTimeout(() => c.kill('SIGKILL'), 5000);
+      c.once('exit', (code) => {
+        clearTimeout(killer);
+        resolve({ code, stderr });
+      });
+    });
+    assert.ok(Date.now() - started < 5000, `still not started nor refused after 5 s (stderr: ${r.stderr})`);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^trustplane: cannot open the audit log .*audit\.fifo: no process is reading the FIFO/m);
+  });
 });
