@@ -431,8 +431,8 @@ describe('fault drills under load (real adapter processes, loopback)', () => {
       const a = await adapterFor(dir, upstream.url, ['--replay', redis.url]);
       const rss = sampleRss(() => [a.child]);
       try {
-        const shots = runLoad({ drill: 'a', targets: [a.url], total: 700, concurrency: 8, spreadMs: 3500 });
-        await sleep(1200);
+        const shots = runLoad({ drill: 'a', targets: [a.url], total: 800, concurrency: 8, spreadMs: 5000 });
+        await sleep(1000);
         const downAt = Date.now();
         await redis.kill();
         await sleep(700);
@@ -545,7 +545,7 @@ describe('fault drills under load (real adapter processes, loopback)', () => {
       try {
         const workers = readFileSync(`/proc/${a.child.pid}/task/${a.child.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
         assert.equal(workers.length, 2);
-        const shots = runLoad({ drill: 'd', targets: [a.url], total: 700, concurrency: 8, spreadMs: 3000 });
+        const shots = runLoad({ drill: 'd', targets: [a.url], total: 700, concurrency: 8, spreadMs: 3500 });
         await sleep(1300);
         const killAt = Date.now();
         process.kill(workers[0]!, 'SIGKILL');
