@@ -20,7 +20,7 @@ import type { BundleConfirmedEvent, BundleFollower, BundleLoadedEvent, BundleRej
 import { serveClusterReplay, type ClusterReplayServer } from './replay-cluster.js';
 import type { AdapterMetrics } from './metrics.js';
 import { log } from './audit-sink.js';
-import { startAdminServer } from './admin.js';
+import { startAdminServer, verifierReadiness } from './admin.js';
 
 /** Set by the primary in each worker's environment: the worker's slot (0 … n-1). */
 export const WORKER_SLOT_ENV = 'TRUSTPLANE_WORKER_SLOT';
@@ -366,6 +366,8 @@ export interface ClusterWorkerOptions {
   metrics: AdapterMetrics;
   policy: PolicyProvider;
   replayStore: ReplayStore;
+  /** Extra readiness condition of this worker (its audit sink blocked). */
+  extraReadiness?: () => string | undefined;
 }
 
 export interface AttachedClusterWorker {
@@ -375,6 +377,7 @@ export interface AttachedClusterWorker {
 
 /** In a worker: report ready, answer the primary's readiness and metrics questions. */
 export function attachClusterWorker(opts: ClusterWorkerOptions): AttachedClusterWorker {
+  const readiness = verifierReadiness(opts.policy, opts.replayStore, opts.extraReadiness);
   const send = (msg: FromWorker) => {
     if (process.connected) process.send?.(msg, undefined, undefined, () => undefined);
   };
@@ -383,16 +386,7 @@ export function attachClusterWorker(opts: ClusterWorkerOptions): AttachedCluster
     if (typeof m !== 'object' || m === null || typeof m.id !== 'number') return;
     const id = m.id;
     if (m.tp === 'status-req') {
-      void (async () => {
-        const problems: string[] = [];
-        if (opts.policy.current() === undefined) problems.push('no valid signed bundle pair is loaded');
-        try {
-          await opts.replayStore.ping?.();
-        } catch (err) {
-          problems.push(`replay store unreachable: ${err instanceof Error ? err.message : String(err)}`);
-        }
-        send({ tp: 'status', id, problems });
-      })();
+      void readiness().then((problems) => send({ tp: 'status', id, problems }));
     } else if (m.tp === 'metrics-req') {
       opts.metrics.registry.getMetricsAsJSON().then(
         (metrics) => send({ tp: 'metrics', id, metrics }),

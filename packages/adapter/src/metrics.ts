@@ -1,6 +1,7 @@
 /**
  * Prometheus metrics (prom-client): decisions by outcome, reason and route; verification and
- * end-to-end latency; bundle version and age; bundle reloads; replay-store and upstream errors.
+ * end-to-end latency; bundle version and age; bundle reloads; replay-store and upstream errors;
+ * audit events dropped by a blocked audit sink.
  * One registry per adapter, so several adapters (tests) never share counters.
  */
 import { Registry, Counter, Histogram, Gauge, collectDefaultMetrics } from 'prom-client';
@@ -15,9 +16,10 @@ export interface AdapterMetrics {
   readonly bundleReloads: Counter<'result'>;
   readonly bundleVersion: Gauge;
   readonly bundleAgeSeconds: Gauge;
+  readonly auditDropped: Counter;
 }
 
-export function createMetrics(opts: { defaultMetrics?: boolean; bundleAgeSeconds?: () => number | undefined; bundleVersion?: () => number | undefined } = {}): AdapterMetrics {
+export function createMetrics(opts: { defaultMetrics?: boolean; bundleAgeSeconds?: () => number | undefined; bundleVersion?: () => number | undefined; auditDropped?: () => number } = {}): AdapterMetrics {
   const registry = new Registry();
   if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'trustplane_' });
   const buckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
@@ -43,6 +45,17 @@ export function createMetrics(opts: { defaultMetrics?: boolean; bundleAgeSeconds
       registers: [registry],
       collect() {
         this.set(opts.bundleAgeSeconds?.() ?? -1);
+      },
+    }),
+    auditDropped: new Counter({
+      name: 'trustplane_audit_events_dropped_total',
+      help: 'Audit events not written: the audit sink did not take lines (a FIFO or pipe not read, a full disk) past its buffer.',
+      registers: [registry],
+      collect() {
+        // The sink keeps the count; the counter mirrors it (it only grows).
+        const n = opts.auditDropped?.() ?? 0;
+        this.reset();
+        if (n > 0) this.inc(n);
       },
     }),
   };

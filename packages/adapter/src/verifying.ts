@@ -6,6 +6,7 @@
 import type { Server } from 'node:http';
 import { Verifier, MonotonicClock, systemClock, type Clock, type PolicyProvider, type ReplayStore } from '@trustplane/core';
 import { createMetrics, type AdapterMetrics } from './metrics.js';
+import type { AuditSink } from './audit-sink.js';
 import { startAdminServer, verifierReadiness } from './admin.js';
 
 export interface VerifyingOptions {
@@ -20,6 +21,8 @@ export interface VerifyingOptions {
   metrics?: AdapterMetrics;
   /** `/healthz`, `/readyz`, `/metrics` on this address; `undefined` disables them. */
   admin?: { host: string; port: number } | undefined;
+  /** The audit sink: its dropped events are counted in the metrics, its blocking in readiness. */
+  audit?: AuditSink;
   /** Extra readiness condition (e.g. JWKS issuers fetched). */
   extraReadiness?: (() => string | undefined) | undefined;
 }
@@ -34,6 +37,7 @@ export function createVerifying(opts: VerifyingOptions): { clock: MonotonicClock
         const s = opts.policy.current();
         return s === undefined ? undefined : (clock.now() - s.confirmedAtMs) / 1000;
       },
+      auditDropped: () => opts.audit?.dropped?.() ?? 0,
     });
   const verifier = new Verifier({
     policy: opts.policy,
@@ -53,7 +57,7 @@ export async function startVerifyingAdmin(opts: VerifyingOptions, metrics: Adapt
   if (opts.admin === undefined) return undefined;
   return startAdminServer({
     listen: opts.admin,
-    readiness: verifierReadiness(opts.policy, opts.replayStore, opts.extraReadiness),
+    readiness: verifierReadiness(opts.policy, opts.replayStore, () => opts.audit?.problem?.() ?? opts.extraReadiness?.()),
     metrics: async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() }),
   });
 }

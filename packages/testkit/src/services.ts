@@ -76,6 +76,38 @@ export async function startRedis(): Promise<RedisServer> {
   return { url: `redis://127.0.0.1:${port}`, port, stop: () => stopAll([child], dir) };
 }
 
+export interface RestartableRedis extends RedisServer {
+  /** SIGKILL the server (no shutdown save, like a crash or an OOM kill); resolves once it has exited. */
+  kill(): Promise<void>;
+  /** Start it again on the same port and directory (it replays its AOF); resolves once it answers. */
+  restart(): Promise<void>;
+}
+
+/**
+ * A redis-server that persists every write before replying (`appendonly yes`, `appendfsync
+ * always`: the deployment rule for a replay store), which a test can kill and restart.
+ */
+export async function startPersistentRedis(): Promise<RestartableRedis> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'tp-redis-aof-'));
+  const extra = ['--appendonly', 'yes', '--appendfsync', 'always'];
+  let child = await spawnRedis(port, dir, extra);
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await exited;
+    },
+    async restart() {
+      child = await spawnRedis(port, dir, extra);
+    },
+    stop: () => stopAll([child], dir),
+  };
+}
+
 /** A master plus one real Sentinel monitoring it as `mymaster`; `url` is the redis+sentinel:// URL. */
 export async function startRedisSentinel(): Promise<RedisServer & { masterPort: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'tp-sentinel-'));

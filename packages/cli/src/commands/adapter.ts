@@ -147,7 +147,7 @@ export function registerAdapter(program: Command, io: CliIo): void {
     const snap = rt.watcher.current();
     log('info', 'adapter listening', { url: adapter.url, admin: adapter.adminUrl, upstream: o.upstream, replay: s.replay === 'memory' ? 'memory' : 'redis', policy_version: snap?.policy.policyVersion });
     if (role === 'worker') {
-      const attached = attachClusterWorker({ url: adapter.url, metrics: adapter.metrics, policy: rt.policy, replayStore });
+      const attached = attachClusterWorker({ url: adapter.url, metrics: adapter.metrics, policy: rt.policy, replayStore, extraReadiness: () => rt.audit.problem?.() });
       await rt.untilStopped(() => adapter.close(10_000).then(() => attached.close()));
       return;
     }

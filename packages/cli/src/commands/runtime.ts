@@ -45,6 +45,7 @@ export interface VerifierFlags {
   replayMaxEntries?: string;
   replicas: string;
   auditLog: string;
+  auditBufferBytes: string;
   skew: string;
   maxLifetime: string;
   logLevel: string;
@@ -55,6 +56,9 @@ export interface VerifierFlags {
 
 /** Live jtis the memory replay store holds by default (~87 B each: ~90 MB when full). */
 export const DEFAULT_REPLAY_MAX_ENTRIES = 1_000_000;
+
+/** Bytes of audit lines held while the audit sink does not take them (the adapter's default). */
+export const DEFAULT_AUDIT_BUFFER_BYTES = 4 * 1024 * 1024;
 
 /** HOST:PORT (IPv6 as [::1]:PORT). */
 export function parseHostPort(value: string, flag: string): { host: string; port: number } {
@@ -107,6 +111,7 @@ export const VERIFIER_CONFIG_KEYS: Readonly<Record<string, string>> = {
   replay_max_entries: 'replayMaxEntries',
   replicas: 'replicas',
   audit_log: 'auditLog',
+  audit_buffer_bytes: 'auditBufferBytes',
   skew: 'skew',
   max_lifetime: 'maxLifetime',
   log_level: 'logLevel',
@@ -178,6 +183,7 @@ export function addVerifierOptions(cmd: Command, defaults: { listen: string; adm
     .addOption(env(new Option('--replay-max-entries <n>', `memory replay store: most live jtis held; when full, new jtis are refused with 503 replay_store_full (default: ${DEFAULT_REPLAY_MAX_ENTRIES})`), 'REPLAY_MAX_ENTRIES'))
     .addOption(env(new Option('--replicas <n>', 'declared number of replicas (the memory replay store needs 1)').default('1'), 'REPLICAS'))
     .addOption(env(new Option('--audit-log <target>', 'audit events: stdout, off, or a file path').default('stdout'), 'AUDIT_LOG'))
+    .addOption(env(new Option('--audit-buffer-bytes <n>', 'audit lines held while the audit sink does not take them (a pipe not read); past it events are dropped and counted').default(String(DEFAULT_AUDIT_BUFFER_BYTES)), 'AUDIT_BUFFER_BYTES'))
     .addOption(env(new Option('--skew <seconds>', 'allowed clock skew').default('30'), 'SKEW'))
     .addOption(env(new Option('--max-lifetime <seconds>', 'maximum passport lifetime').default('900'), 'MAX_LIFETIME'))
     .addOption(env(new Option('--log-level <level>', 'debug, info, warn, error').choices(['debug', 'info', 'warn', 'error']).default('info'), 'LOG_LEVEL'))
@@ -240,6 +246,7 @@ export interface VerifierSettings {
   skewSeconds: number;
   maxLifetimeSeconds: number;
   auditLog: string;
+  auditBufferBytes: number;
   allowJwksFetch: boolean;
   logLevel: LogLevel;
   /** Seconds between a stop signal (readiness off) and the start of the drain. */
@@ -283,6 +290,7 @@ export function verifierSettings(o: VerifierFlags): VerifierSettings {
     skewSeconds: positiveInt(o.skew, '--skew', true),
     maxLifetimeSeconds: positiveInt(o.maxLifetime, '--max-lifetime'),
     auditLog: o.auditLog,
+    auditBufferBytes: positiveInt(o.auditBufferBytes, '--audit-buffer-bytes'),
     allowJwksFetch: o.allowJwksFetch === true,
     logLevel: o.logLevel as LogLevel,
     shutdownDelaySeconds: boundedSeconds(o.shutdownDelay, '--shutdown-delay', 300),
@@ -371,7 +379,14 @@ export async function startVerifierRuntime(s: VerifierSettings, role: RuntimeRol
     await redis.ready(3000).catch((err: unknown) => log('warn', 'replay store not ready yet; requests are denied (503) until it is', { error: err instanceof Error ? err.message : String(err) }));
     replayStore = redis;
   }
-  const audit = createAuditSink(s.auditLog);
+  let audit: AuditSink;
+  try {
+    audit = createAuditSink(s.auditLog, { maxBufferBytes: s.auditBufferBytes });
+  } catch (err) {
+    watcher.close();
+    void replayStore.close?.();
+    throw failure(`${err instanceof Error ? err.message : String(err)}`);
+  }
   let jwks: JwksTrustSourceT | undefined;
   // The primary verifies nothing: its workers fetch for themselves.
   if (s.allowJwksFetch && role !== 'primary') {
