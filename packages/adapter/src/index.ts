@@ -10,3 +10,4 @@ export { startForwardAuthVerifier, originalRequest, type ForwardAuthOptions, typ
 export { ClusterReplayStore, serveClusterReplay, type ClusterReplayStoreOptions, type ClusterReplayServer, type ServeClusterReplayOptions, type ReplayChannel, type ReplayPeer } from './replay-cluster.js';
 export { startClusterPrimary, attachClusterWorker, reportWorkerStartFailure, isAdapterWorker, WORKER_SLOT_ENV, type ClusterPrimaryOptions, type RunningClusterPrimary, type ClusterWorkerOptions, type AttachedClusterWorker } from './cluster.js';
 export { JwksTrustSource, jwksUriProblem, type JwksTrustSourceOptions, type JwksTrustSourceEvent, type JwksIssuerStatus, type BundlePairSource } from './jwks-source.js';
+export { DEFAULT_MAX_CONNECTIONS, capConnections, serverTimeoutOptions, destroyWithin, endAndDestroy, type ClientTimeouts } from './connections.js';

@@ -26,6 +26,8 @@ test('adapter configuration errors stop startup with one clear line (exit 2)', a
       [[...base, '--upstream', 'http://127.0.0.1:1', '--replay-max-entries', '0'], /--replay-max-entries must be a positive integer, got "0"/],
       [[...base, '--upstream', 'http://127.0.0.1:1', '--replay-max-entries', '1e6'], /--replay-max-entries must be a positive integer/],
       [[...base, '--upstream', 'http://127.0.0.1:1', '--replay', 'redis://127.0.0.1:1', '--replay-max-entries', '10'], /--replay-max-entries applies to --replay memory only/],
+      [[...base, '--upstream', 'http://127.0.0.1:1', '--max-connections', '0'], /--max-connections must be a positive integer, got "0"/],
+      [[...base, '--upstream', 'http://127.0.0.1:1', '--max-connections', 'many'], /--max-connections must be a positive integer, got "many"/],
     ];
     for (const [args, want] of cases) {
       const r = await runBin(args);

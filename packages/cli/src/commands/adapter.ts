@@ -118,6 +118,7 @@ export function registerAdapter(program: Command, io: CliIo): void {
       skewSeconds: s.skewSeconds,
       maxLifetimeSeconds: s.maxLifetimeSeconds,
       maxBodyBytes: maxBody,
+      maxConnections: s.maxConnections,
     }).catch(async (err: unknown) => {
       rt.abort();
       const reason = err instanceof Error ? err.message : String(err);

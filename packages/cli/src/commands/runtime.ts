@@ -47,7 +47,11 @@ export interface VerifierFlags {
   devAllowUnsignedBundles?: boolean;
   allowJwksFetch?: boolean;
   shutdownDelay: string;
+  maxConnections: string;
 }
+
+/** Default --max-connections (the adapter package's DEFAULT_MAX_CONNECTIONS; not imported: it loads undici). */
+export const DEFAULT_MAX_CONNECTIONS = 1024;
 
 /** Live jtis the memory replay store holds by default (~87 B each: ~90 MB when full). */
 export const DEFAULT_REPLAY_MAX_ENTRIES = 1_000_000;
@@ -108,6 +112,7 @@ export const VERIFIER_CONFIG_KEYS: Readonly<Record<string, string>> = {
   dev_allow_unsigned_bundles: 'devAllowUnsignedBundles',
   allow_jwks_fetch: 'allowJwksFetch',
   shutdown_delay: 'shutdownDelay',
+  max_connections: 'maxConnections',
 };
 
 /** Apply a JSON config file to every option still at its default (flags and env win). */
@@ -157,7 +162,8 @@ export function addVerifierOptions(cmd: Command, defaults: { listen: string; adm
   cmd
     .addOption(env(new Option('--config <file>', 'JSON config file (keys: snake_case flag names)'), 'CONFIG'))
     .addOption(env(new Option('--listen <host:port>', 'address to serve on').default(defaults.listen), 'LISTEN'))
-    .addOption(env(new Option('--admin-listen <host:port>', 'address of /healthz, /readyz, /metrics').default(defaults.adminListen), 'ADMIN_LISTEN'));
+    .addOption(env(new Option('--admin-listen <host:port>', 'address of /healthz, /readyz, /metrics').default(defaults.adminListen), 'ADMIN_LISTEN'))
+    .addOption(env(new Option('--max-connections <n>', 'open client connections at most (per process: each worker has its own); more are closed at once').default(String(DEFAULT_MAX_CONNECTIONS)), 'MAX_CONNECTIONS'));
   extra(cmd);
   return cmd
     .addOption(env(new Option('--bundle <file>', 'signed trust material (issuer keys)'), 'BUNDLE'))
@@ -236,6 +242,8 @@ export interface VerifierSettings {
   logLevel: LogLevel;
   /** Seconds between a stop signal (readiness off) and the start of the drain. */
   shutdownDelaySeconds: number;
+  /** Open client connections at most, per process. */
+  maxConnections: number;
 }
 
 function boundedSeconds(value: string, flag: string, max: number): number {
@@ -276,6 +284,7 @@ export function verifierSettings(o: VerifierFlags): VerifierSettings {
     allowJwksFetch: o.allowJwksFetch === true,
     logLevel: o.logLevel as LogLevel,
     shutdownDelaySeconds: boundedSeconds(o.shutdownDelay, '--shutdown-delay', 300),
+    maxConnections: positiveInt(o.maxConnections, '--max-connections'),
   };
 }
 
