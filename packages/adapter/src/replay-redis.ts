@@ -6,7 +6,7 @@
  * Sentinel set (redis+sentinel://) and a Cluster (redis+cluster://) URL.
  */
 import { Redis, Cluster, type RedisOptions } from 'ioredis';
-import { ReplayStoreError, type ConsumeResult, type ReplayStore } from '@trustplane/core';
+import { REPLAY_RECORD_KEY_LENGTH, ReplayStoreError, type ConsumeResult, type ReplayStore } from '@trustplane/core';
 import { TurnQueue } from './turn-queue.js';
 
 export interface RedisReplayStoreOptions {
@@ -102,9 +102,13 @@ export class RedisReplayStore implements ReplayStore {
     if (!(this.client instanceof Cluster)) this.client.defineCommand('tpConsumeMany', { lua: CONSUME_MANY });
   }
 
-  /** The Redis key of a replay key: 16 raw bytes (core replayKey), hex for redis-cli. */
+  /**
+   * The Redis key of a replay key: its 16-byte record part (core replayKey; the issuer tag after
+   * it is for in-memory shares), hex for redis-cli — the same Redis keys as before the tag, so a
+   * rolling upgrade keeps every consumed jti.
+   */
   private redisKey(key: string): string {
-    return this.prefix + Buffer.from(key, 'latin1').toString('hex');
+    return this.prefix + Buffer.from(key.slice(0, REPLAY_RECORD_KEY_LENGTH), 'latin1').toString('hex');
   }
 
   /**

@@ -26,6 +26,9 @@ test('adapter configuration errors stop startup with one clear line (exit 2)', a
       [[...base, '--upstream', 'http://127.0.0.1:1', '--replay-max-entries', '0'], /--replay-max-entries must be a positive integer, got "0"/],
       [[...base, '--upstream', 'http://127.0.0.1:1', '--replay-max-entries', '1e6'], /--replay-max-entries must be a positive integer/],
       [[...base, '--upstream', 'http://127.0.0.1:1', '--replay', 'redis://127.0.0.1:1', '--replay-max-entries', '10'], /--replay-max-entries applies to --replay memory only/],
+      [[...base, '--upstream', 'http://127.0.0.1:1', '--replay-issuer-share', '0'], /--replay-issuer-share must be a positive integer, got "0"/],
+      [[...base, '--upstream', 'http://127.0.0.1:1', '--replay-issuer-share', '101'], /--replay-issuer-share must be a percentage 1..100, got 101/],
+      [[...base, '--upstream', 'http://127.0.0.1:1', '--replay', 'redis://127.0.0.1:1', '--replay-issuer-share', '50'], /--replay-issuer-share applies to --replay memory only/],
       [[...base, '--upstream', 'http://127.0.0.1:1', '--max-connections', '0'], /--max-connections must be a positive integer, got "0"/],
       [[...base, '--upstream', 'http://127.0.0.1:1', '--max-connections', 'many'], /--max-connections must be a positive integer, got "many"/],
     ];
@@ -47,12 +50,12 @@ test('adapter configuration errors stop startup with one clear line (exit 2)', a
   }
 });
 
-test('--replay-max-entries bounds the memory store: when it is full a new jti gets 503 replay_store_full and is not forwarded; a replay is still a replay', async () => {
+test('--replay-max-entries bounds the memory store, one issuer to half of it by default: past that a new jti gets 503 replay_store_full and is not forwarded; a replay is still a replay', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tp-adapter-cli-'));
   const upstream = await startEchoUpstream();
   try {
     const { tm, pb } = writeBundles(dir);
-    const a = await spawnAdapter(['--upstream', upstream.url, '--bundle', tm, '--policy-bundle', pb, '--bundle-signature-public-key', SIGNING], { TRUSTPLANE_REPLAY_MAX_ENTRIES: '2' });
+    const a = await spawnAdapter(['--upstream', upstream.url, '--bundle', tm, '--policy-bundle', pb, '--bundle-signature-public-key', SIGNING], { TRUSTPLANE_REPLAY_MAX_ENTRIES: '4' });
     try {
       const send = async (req: ReturnType<typeof makeRequest>) => {
         const res = await request(`${a.url}/v1/orders/search`, { headers: req.headers });

@@ -39,6 +39,7 @@ export interface VerifierFlags {
   proofMode: string;
   replay: string;
   replayMaxEntries?: string;
+  replayIssuerShare?: string;
   replicas: string;
   auditLog: string;
   skew: string;
@@ -55,6 +56,9 @@ export const DEFAULT_MAX_CONNECTIONS = 1024;
 
 /** Live jtis the memory replay store holds by default (~87 B each: ~90 MB when full). */
 export const DEFAULT_REPLAY_MAX_ENTRIES = 1_000_000;
+
+/** Percent of the memory replay store one issuer may hold by default: the rest stays for the others. */
+export const DEFAULT_REPLAY_ISSUER_SHARE = 50;
 
 /** HOST:PORT (IPv6 as [::1]:PORT). */
 export function parseHostPort(value: string, flag: string): { host: string; port: number } {
@@ -104,6 +108,7 @@ export const VERIFIER_CONFIG_KEYS: Readonly<Record<string, string>> = {
   proof_mode: 'proofMode',
   replay: 'replay',
   replay_max_entries: 'replayMaxEntries',
+  replay_issuer_share: 'replayIssuerShare',
   replicas: 'replicas',
   audit_log: 'auditLog',
   skew: 'skew',
@@ -176,6 +181,7 @@ export function addVerifierOptions(cmd: Command, defaults: { listen: string; adm
     .addOption(env(new Option('--proof-mode <mode>', 'request proof format').choices(['transcript-v1']).default('transcript-v1'), 'PROOF_MODE'))
     .addOption(env(new Option('--replay <store>', 'replay store: memory, or redis://, rediss://, redis+sentinel://, redis+cluster:// URL').default('memory'), 'REPLAY'))
     .addOption(env(new Option('--replay-max-entries <n>', `memory replay store: most live jtis held; when full, new jtis are refused with 503 replay_store_full (default: ${DEFAULT_REPLAY_MAX_ENTRIES})`), 'REPLAY_MAX_ENTRIES'))
+    .addOption(env(new Option('--replay-issuer-share <percent>', `memory replay store: most of its capacity one issuer may hold, 1..100 (default: ${DEFAULT_REPLAY_ISSUER_SHARE}; 100 for a single issuer)`), 'REPLAY_ISSUER_SHARE'))
     .addOption(env(new Option('--replicas <n>', 'declared number of replicas (the memory replay store needs 1)').default('1'), 'REPLICAS'))
     .addOption(env(new Option('--audit-log <target>', 'audit events: stdout, off, or a file path').default('stdout'), 'AUDIT_LOG'))
     .addOption(env(new Option('--skew <seconds>', 'allowed clock skew').default('30'), 'SKEW'))
@@ -232,6 +238,8 @@ export interface VerifierSettings {
   replay: string;
   /** Capacity of the memory replay store (live jtis). */
   replayMaxEntries: number;
+  /** Fraction of that capacity one issuer may hold (0, 1]. */
+  replayIssuerShare: number;
   routeMode: 'request' | 'route-id';
   routeId: string | undefined;
   freshnessWindowSeconds: number;
@@ -264,6 +272,9 @@ export function verifierSettings(o: VerifierFlags): VerifierSettings {
   if (o.replay === 'memory' && replicas > 1) throw usageError(`--replay memory cannot protect ${replicas} replicas (each would keep its own replay state): use --replay redis://…`);
   if (o.replayMaxEntries !== undefined && o.replay !== 'memory') throw usageError('--replay-max-entries applies to --replay memory only (size Redis with its own maxmemory and maxmemory-policy noeviction)');
   const replayMaxEntries = o.replayMaxEntries === undefined ? DEFAULT_REPLAY_MAX_ENTRIES : positiveInt(o.replayMaxEntries, '--replay-max-entries');
+  if (o.replayIssuerShare !== undefined && o.replay !== 'memory') throw usageError('--replay-issuer-share applies to --replay memory only');
+  const sharePercent = o.replayIssuerShare === undefined ? DEFAULT_REPLAY_ISSUER_SHARE : positiveInt(o.replayIssuerShare, '--replay-issuer-share');
+  if (sharePercent > 100) throw usageError(`--replay-issuer-share must be a percentage 1..100, got ${sharePercent}`);
   if (o.routePolicyMode === 'route-id' && o.routeId === undefined) throw usageError('--route-policy-mode route-id needs --route-id');
   return {
     listen,
@@ -275,6 +286,7 @@ export function verifierSettings(o: VerifierFlags): VerifierSettings {
     dev,
     replay: o.replay,
     replayMaxEntries,
+    replayIssuerShare: sharePercent / 100,
     routeMode: o.routePolicyMode as 'request' | 'route-id',
     routeId: o.routeId,
     freshnessWindowSeconds: positiveInt(o.policyBundleFreshnessWindow, '--policy-bundle-freshness-window'),
@@ -323,7 +335,7 @@ export async function startVerifierRuntime(s: VerifierSettings): Promise<Verifie
   }
   watcher.off('rejected', onStartReject);
   let replayStore: ReplayStore;
-  if (s.replay === 'memory') replayStore = new MemoryReplayStore({ maxEntries: s.replayMaxEntries });
+  if (s.replay === 'memory') replayStore = new MemoryReplayStore({ maxEntries: s.replayMaxEntries, issuerShare: s.replayIssuerShare });
   else {
     let redis: RedisReplayStoreT;
     try {
