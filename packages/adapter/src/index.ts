@@ -1,7 +1,7 @@
 /** @trustplane/adapter — the verifying reverse proxy and its parts. */
 export { startAdapter, type AdapterOptions, type RunningAdapter } from './adapter.js';
 export { createProxyHandler, sendDenial, type ProxyOptions, type ProxyHandler } from './proxy.js';
-export { RedisReplayStore, createRedisClient, type RedisReplayStoreOptions } from './replay-redis.js';
+export { RedisReplayStore, createRedisClient, type RedisReplayStoreOptions, type RedisPersistence } from './replay-redis.js';
 export { createMetrics, type AdapterMetrics } from './metrics.js';
 export { createAuditSink, MemoryAuditSink, log, setLogLevel, type AuditSink, type LogLevel } from './audit-sink.js';
 export { upstreamRequestHeaders, downstreamResponseHeaders, inboundHeaders, requestIdOf, IDENTITY_HEADERS, HOP_BY_HOP, type InboundHeaders } from './headers.js';

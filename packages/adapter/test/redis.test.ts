@@ -163,3 +163,23 @@ test('replay store URLs: redis, rediss, sentinel and cluster forms parse; other 
   assert.throws(() => new RedisReplayStore('memcached://x:1'), TypeError);
   assert.throws(() => new RedisReplayStore('redis+sentinel://127.0.0.1:1'), TypeError);
 });
+
+test('redis store: checkPersistence is off without AOF or RDB, on with either, unknown when CONFIG is refused', { skip: !HAVE_REDIS }, async () => {
+  const servers = await Promise.all([startRedis(['--appendonly', 'yes']), startRedis(['--save', '60 1']), startRedis(['--rename-command', 'CONFIG', '""'])]);
+  const [aof, rdb, noConfig] = servers;
+  const stores = [redis, aof, rdb, noConfig].map((r) => new RedisReplayStore(r.url));
+  try {
+    await Promise.all(stores.map((s) => s.ready()));
+    const [none, withAof, withRdb, refused] = await Promise.all(stores.map((s) => s.checkPersistence()));
+    assert.equal(none!.state, 'off');
+    assert.deepEqual(withAof, { state: 'on', aof: true, rdb: false });
+    assert.deepEqual(withRdb, { state: 'on', aof: false, rdb: true });
+    assert.equal(refused!.state, 'unknown');
+    assert.match((refused as { error: string }).error, /unknown command/i);
+    // The store still works where CONFIG is refused.
+    assert.equal(await stores[3]!.consume(replayKey('iss', `jti-noconfig-${Date.now()}`), Date.now() + 1000), 'fresh');
+  } finally {
+    await Promise.all(stores.map((s) => s.close()));
+    await Promise.all(servers.map((s) => s.stop()));
+  }
+});

@@ -76,6 +76,35 @@ test('--replay-max-entries bounds the memory store, one issuer to half of it by 
   }
 });
 
+test('--replay redis://: one warning line at startup exactly when Redis persists nothing (no AOF, no RDB); one note when CONFIG is refused', { skip: !redisAvailable() }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tp-adapter-cli-'));
+  const servers = await Promise.all([startRedis(), startRedis(['--appendonly', 'yes']), startRedis(['--save', '60 1']), startRedis(['--rename-command', 'CONFIG', '""'])]);
+  try {
+    const { tm, pb } = writeBundles(dir);
+    const lines = await Promise.all(
+      servers.map(async (r) => {
+        const a = await spawnAdapter(['--upstream', 'http://127.0.0.1:1', '--bundle', tm, '--policy-bundle', pb, '--bundle-signature-public-key', SIGNING, '--replay', r.url]);
+        try {
+          return a.stderr().split('\n');
+        } finally {
+          assert.equal(await stopWithSigterm(a), 0);
+        }
+      }),
+    );
+    const count = (ls: string[], re: RegExp) => ls.filter((l) => re.test(l)).length;
+    const [none, aof, rdb, refused] = lines;
+    const warning = /"level":"warn".*Redis has neither AOF \(appendonly\) nor RDB snapshots \(save\) enabled/;
+    const note = /cannot check whether Redis persists consumed jtis/;
+    assert.equal(count(none!, warning), 1, none!.join('\n'));
+    for (const ls of [aof!, rdb!, refused!]) assert.equal(count(ls, warning), 0, ls.join('\n'));
+    assert.equal(count(refused!, note), 1, refused!.join('\n'));
+    for (const ls of [none!, aof!, rdb!]) assert.equal(count(ls, note), 0);
+  } finally {
+    await Promise.all(servers.map((r) => r.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('two adapter processes sharing one real Redis: concurrent copies of one request → exactly one reaches the upstream; SIGTERM exits 0', { skip: !redisAvailable() }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tp-adapter-cli-'));
   const redis = await startRedis();

@@ -65,7 +65,8 @@ export function registerAdapter(program: Command, io: CliIo): void {
     const maxBody = positiveInt(o.maxBodyBytes, '--max-body-bytes');
     const workers = parseWorkers(o.workers);
     const role = workers === 1 ? 'single' : isAdapterWorker() ? 'worker' : 'primary';
-    const rt = await startVerifierRuntime(s);
+    // The primary checks Redis persistence once; its workers do not repeat it.
+    const rt = await startVerifierRuntime(s, { checkReplayPersistence: role !== 'worker' });
     if (role === 'primary') {
       // Configuration and bundles are validated here, once; the workers verify requests.
       rt.watcher.close();

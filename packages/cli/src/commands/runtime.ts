@@ -320,8 +320,17 @@ export interface VerifierRuntime {
   abort(): void;
 }
 
-/** Load the bundle pair (refusing to start without a good one) and open the replay store and audit sink. */
-export async function startVerifierRuntime(s: VerifierSettings): Promise<VerifierRuntime> {
+/** The one line saying that Redis does not persist consumed jtis (or that this cannot be told). */
+export const REDIS_NO_PERSISTENCE = 'replay store: Redis has neither AOF (appendonly) nor RDB snapshots (save) enabled: a Redis restart forgets every consumed jti, and a passport still within its lifetime can then be replayed once more; set appendonly yes (docs/deployment.md, "Redis persistence")';
+export const REDIS_PERSISTENCE_UNKNOWN = 'replay store: cannot check whether Redis persists consumed jtis (CONFIG GET refused or unanswered); make sure AOF (appendonly yes) or RDB snapshots are on (docs/deployment.md, "Redis persistence")';
+
+/**
+ * Load the bundle pair (refusing to start without a good one) and open the replay store and audit
+ * sink. With Redis, `checkReplayPersistence` (default on; the adapter's workers leave it to the
+ * primary) asks Redis once, when it is first ready, whether it persists its keys, and logs one
+ * line if it does not or cannot be asked.
+ */
+export async function startVerifierRuntime(s: VerifierSettings, opts: { checkReplayPersistence?: boolean } = {}): Promise<VerifierRuntime> {
   const { JwksTrustSource, RedisReplayStore, createAuditSink, log, setLogLevel } = await import('@trustplane/adapter');
   setLogLevel(s.logLevel);
   if (s.dev) log('warn', `${DEV_ALLOW_UNSIGNED_FLAG} is set: unsigned bundles are accepted. Never use this in production.`);
@@ -344,7 +353,22 @@ export async function startVerifierRuntime(s: VerifierSettings): Promise<Verifie
       watcher.close();
       throw usageError(`--replay: ${err instanceof Error ? err.message : String(err)}`);
     }
-    await redis.ready(3000).catch((err: unknown) => log('warn', 'replay store not ready yet; requests are denied (503) until it is', { error: err instanceof Error ? err.message : String(err) }));
+    const ready = await redis.ready(3000).then(
+      () => true,
+      (err: unknown) => {
+        log('warn', 'replay store not ready yet; requests are denied (503) until it is', { error: err instanceof Error ? err.message : String(err) });
+        return false;
+      },
+    );
+    if (opts.checkReplayPersistence ?? true) {
+      const check = async () => {
+        const p = await redis.checkPersistence();
+        if (p.state === 'off') log('warn', REDIS_NO_PERSISTENCE, { nodes: p.nodes });
+        else if (p.state === 'unknown') log('info', REDIS_PERSISTENCE_UNKNOWN, { error: p.error });
+      };
+      if (ready) await check();
+      else redis.client.once('ready', () => void check());
+    }
     replayStore = redis;
   }
   const audit = createAuditSink(s.auditLog);
