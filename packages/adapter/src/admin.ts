@@ -8,6 +8,10 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { PolicyProvider, ReplayStore } from '@trustplane/core';
+import { capConnections, serverTimeoutOptions } from './connections.js';
+
+/** Open connections the admin port accepts (probes and scrapers need few). */
+export const ADMIN_MAX_CONNECTIONS = 128;
 
 export interface AdminServerOptions {
   listen: { host: string; port: number };
@@ -57,7 +61,7 @@ export function verifierReadiness(policy: PolicyProvider, replayStore: ReplaySto
 }
 
 export async function startAdminServer(opts: AdminServerOptions): Promise<{ server: Server; url: string }> {
-  const server = createServer((req, res) => {
+  const server = createServer(serverTimeoutOptions({ headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 5_000 }), (req, res) => {
     void (async () => {
       const path = (req.url ?? '').split('?')[0];
       if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -76,6 +80,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<{ serv
       }
     })().catch(() => res.destroy());
   });
+  capConnections(server, ADMIN_MAX_CONNECTIONS, 'admin');
   const url = urlOf(await listenOn(server, opts.listen.host, opts.listen.port));
   return { server, url };
 }

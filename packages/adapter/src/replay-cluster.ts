@@ -9,14 +9,15 @@
  * "not seen".
  */
 import cluster, { type Worker } from 'node:cluster';
-import { MonotonicClock, ReplayStoreError, systemClock, type Clock, type ConsumeResult, type ReplayStore } from '@trustplane/core';
+import { MonotonicClock, REPLAY_KEY_LENGTH, ReplayStoreError, systemClock, type Clock, type ConsumeResult, type ReplayStore } from '@trustplane/core';
 import { TurnQueue } from './turn-queue.js';
 
 type Verdict = ConsumeResult | 'pong' | 'full' | 'error';
 
 /**
  * Worker → primary: questions in order, `[id, key, expiresAtMs]` to consume (key: core's
- * 16-character replay key) or `[id]` to ping.
+ * 20-character replay key, with its issuer tag: the primary's store keeps per-issuer shares)
+ * or `[id]` to ping.
  */
 interface ReplayRequest {
   tp: 'replay';
@@ -241,7 +242,7 @@ export function serveClusterReplay(store: ReplayStore, opts: ServeClusterReplayO
         }
         continue;
       }
-      if (typeof key !== 'string' || key.length !== 16 || typeof exp !== 'number' || !Number.isFinite(exp)) {
+      if (typeof key !== 'string' || key.length !== REPLAY_KEY_LENGTH || typeof exp !== 'number' || !Number.isFinite(exp)) {
         answers.push([id, 'error', 'malformed replay request']);
         continue;
       }

@@ -6,7 +6,7 @@
  * Sentinel set (redis+sentinel://) and a Cluster (redis+cluster://) URL.
  */
 import { Redis, Cluster, type RedisOptions } from 'ioredis';
-import { ReplayStoreError, type ConsumeResult, type ReplayStore } from '@trustplane/core';
+import { REPLAY_RECORD_KEY_LENGTH, ReplayStoreError, type ConsumeResult, type ReplayStore } from '@trustplane/core';
 import { TurnQueue } from './turn-queue.js';
 
 export interface RedisReplayStoreOptions {
@@ -18,6 +18,14 @@ export interface RedisReplayStoreOptions {
 }
 
 type Client = Redis | Cluster;
+
+/**
+ * Whether Redis keeps consumed jtis across its own restart: `on` with AOF (`appendonly yes`)
+ * and/or RDB snapshots (`save` not empty); `off` with neither — a restart forgets every jti, so
+ * passports still within their lifetime can be replayed once more; `unknown` when Redis refuses
+ * `CONFIG GET` (managed services often do) or does not answer.
+ */
+export type RedisPersistence = { state: 'on'; aof: boolean; rdb: boolean } | { state: 'off'; nodes: string[] } | { state: 'unknown'; error: string };
 
 /** Parse our Redis URL forms into an ioredis client (lazy: connects on first use). */
 export function createRedisClient(url: string, opts: RedisReplayStoreOptions = {}): Client {
@@ -102,9 +110,13 @@ export class RedisReplayStore implements ReplayStore {
     if (!(this.client instanceof Cluster)) this.client.defineCommand('tpConsumeMany', { lua: CONSUME_MANY });
   }
 
-  /** The Redis key of a replay key: 16 raw bytes (core replayKey), hex for redis-cli. */
+  /**
+   * The Redis key of a replay key: its 16-byte record part (core replayKey; the issuer tag after
+   * it is for in-memory shares), hex for redis-cli — the same Redis keys as before the tag, so a
+   * rolling upgrade keeps every consumed jti.
+   */
   private redisKey(key: string): string {
-    return this.prefix + Buffer.from(key, 'latin1').toString('hex');
+    return this.prefix + Buffer.from(key.slice(0, REPLAY_RECORD_KEY_LENGTH), 'latin1').toString('hex');
   }
 
   /**
@@ -151,6 +163,28 @@ export class RedisReplayStore implements ReplayStore {
     return reply === 'OK' ? 'fresh' : 'replay';
   }
 
+  /** Ask Redis (every master of a Cluster) whether it persists its keys; never throws. */
+  async checkPersistence(): Promise<RedisPersistence> {
+    const nodes: Redis[] = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
+    let aof = true;
+    let rdb = true;
+    const off: string[] = [];
+    try {
+      for (const node of nodes) {
+        const [appendonly, save] = await Promise.all([node.config('GET', 'appendonly'), node.config('GET', 'save')]);
+        const nodeAof = configValue(appendonly, 'appendonly') === 'yes';
+        const nodeRdb = (configValue(save, 'save') ?? '').trim() !== '';
+        aof &&= nodeAof;
+        rdb &&= nodeRdb;
+        if (!nodeAof && !nodeRdb) off.push(`${node.options.host ?? '?'}:${node.options.port ?? '?'}`);
+      }
+    } catch (err) {
+      return { state: 'unknown', error: err instanceof Error ? err.message : String(err) };
+    }
+    if (nodes.length === 0) return { state: 'unknown', error: 'no Redis node to ask' };
+    return off.length > 0 ? { state: 'off', nodes: off } : { state: 'on', aof, rdb };
+  }
+
   async ping(): Promise<void> {
     try {
       await this.client.ping();
@@ -193,4 +227,11 @@ export class RedisReplayStore implements ReplayStore {
     await Promise.race([quit, timeout]);
     this.client.disconnect();
   }
+}
+
+/** The value of `name` in a CONFIG GET reply (`[name, value]`), or undefined. */
+function configValue(reply: unknown, name: string): string | undefined {
+  if (!Array.isArray(reply)) return undefined;
+  for (let i = 0; i + 1 < reply.length; i += 2) if (reply[i] === name && typeof reply[i + 1] === 'string') return reply[i + 1] as string;
+  return undefined;
 }

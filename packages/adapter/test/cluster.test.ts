@@ -36,8 +36,20 @@ function wired(store: MemoryReplayStore): ReplayChannel & { disconnect(): void }
   return fakeChannel((msg, reply) => server.handle({ send: (m, cb) => (reply(m), cb(null)) }, msg));
 }
 
+test('ClusterReplayStore: the primary store keeps per-issuer shares across workers (the issuer tag reaches it)', async () => {
+  const store = new MemoryReplayStore({ maxEntries: 4 });
+  const workers = [new ClusterReplayStore({ channel: wired(store) }), new ClusterReplayStore({ channel: wired(store) })];
+  const exp = Date.now() + 60_000;
+  assert.equal(await workers[0]!.consume(replayKey('https://a.example', 'j1'), exp), 'fresh');
+  assert.equal(await workers[1]!.consume(replayKey('https://a.example', 'j2'), exp), 'fresh');
+  await assert.rejects(workers[0]!.consume(replayKey('https://a.example', 'j3'), exp), (e: unknown) => e instanceof ReplayStoreError && e.reason === 'replay_store_full');
+  assert.equal(await workers[1]!.consume(replayKey('https://b.example', 'j1'), exp), 'fresh');
+  assert.equal(await workers[0]!.consume(replayKey('https://a.example', 'j1'), exp), 'replay');
+  for (const w of workers) await w.close();
+});
+
 test('ClusterReplayStore: workers sharing the primary store consume a key exactly once; replay_store_full is passed on', async () => {
-  const store = new MemoryReplayStore({ maxEntries: 2 });
+  const store = new MemoryReplayStore({ maxEntries: 2, issuerShare: 1 });
   const workers = [new ClusterReplayStore({ channel: wired(store) }), new ClusterReplayStore({ channel: wired(store) })];
   const key = replayKey('https://issuer.example', 'jti-1');
   const exp = Date.now() + 60_000;

@@ -37,7 +37,8 @@ test('redis store: SET NX PXAT consumes once, and the key expires at exp + skew'
     const exp = Date.now() + 400;
     assert.equal(await store.consume(key, exp), 'fresh');
     assert.equal(await store.consume(key, exp), 'replay');
-    const ttl = await store.client.pttl(`trustplane:jti:${Buffer.from(key, 'latin1').toString('hex')}`);
+    // The Redis key is the record part alone (no issuer tag): the same keys as before the tag.
+    const ttl = await store.client.pttl(`trustplane:jti:${Buffer.from(key, 'latin1').subarray(0, 16).toString('hex')}`);
     assert.ok(ttl > 0 && ttl <= 400, String(ttl));
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(await store.consume(key, Date.now() + 1000), 'fresh');
@@ -55,7 +56,7 @@ test('redis store: consumes of one turn go out as one script call; each key is s
     const exps = [now + 400, now + 5000, now + 400, now + 800, now + 5000];
     const results = await Promise.all([a!, b!, a!, c!, b!].map((k, i) => store.consume(k, exps[i]!)));
     assert.deepEqual(results, ['fresh', 'fresh', 'replay', 'fresh', 'replay']);
-    const ttl = (k: string) => store.client.pttl(`trustplane:jti:${Buffer.from(k, 'latin1').toString('hex')}`);
+    const ttl = (k: string) => store.client.pttl(`trustplane:jti:${Buffer.from(k, 'latin1').subarray(0, 16).toString('hex')}`);
     const [ta, tb, tc] = await Promise.all([ttl(a!), ttl(b!), ttl(c!)]);
     assert.ok(ta > 0 && ta <= 400, `a: ${ta}`);
     assert.ok(tb > 4000 && tb <= 5000, `b: ${tb}`);
@@ -161,4 +162,24 @@ test('replay store URLs: redis, rediss, sentinel and cluster forms parse; other 
   }
   assert.throws(() => new RedisReplayStore('memcached://x:1'), TypeError);
   assert.throws(() => new RedisReplayStore('redis+sentinel://127.0.0.1:1'), TypeError);
+});
+
+test('redis store: checkPersistence is off without AOF or RDB, on with either, unknown when CONFIG is refused', { skip: !HAVE_REDIS }, async () => {
+  const servers = await Promise.all([startRedis(['--appendonly', 'yes']), startRedis(['--save', '60 1']), startRedis(['--rename-command', 'CONFIG', '""'])]);
+  const [aof, rdb, noConfig] = servers;
+  const stores = [redis, aof, rdb, noConfig].map((r) => new RedisReplayStore(r.url));
+  try {
+    await Promise.all(stores.map((s) => s.ready()));
+    const [none, withAof, withRdb, refused] = await Promise.all(stores.map((s) => s.checkPersistence()));
+    assert.equal(none!.state, 'off');
+    assert.deepEqual(withAof, { state: 'on', aof: true, rdb: false });
+    assert.deepEqual(withRdb, { state: 'on', aof: false, rdb: true });
+    assert.equal(refused!.state, 'unknown');
+    assert.match((refused as { error: string }).error, /unknown command/i);
+    // The store still works where CONFIG is refused.
+    assert.equal(await stores[3]!.consume(replayKey('iss', `jti-noconfig-${Date.now()}`), Date.now() + 1000), 'fresh');
+  } finally {
+    await Promise.all(stores.map((s) => s.close()));
+    await Promise.all(servers.map((s) => s.stop()));
+  }
 });

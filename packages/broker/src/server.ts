@@ -6,8 +6,15 @@
  * Robustness: a line over the cap gets `broker_request_too_large` and the connection is closed
  * without reading the rest; a malformed line gets `broker_request_malformed` (with the
  * request_id echoed when one could be read); a client that sends nothing complete within the
- * read timeout is dropped; a client that vanishes mid-exchange costs nothing but its socket.
- * None of these stop the server.
+ * read timeout is dropped, and one that has sent nothing at all within the (much shorter) idle
+ * timeout; a client that vanishes mid-exchange costs nothing but its socket. None of these stop
+ * the server.
+ *
+ * Connection slots: at most `maxConnections` are open. A connection arriving when all are taken
+ * takes the slot of the oldest one that cannot be a caller waiting for its answer — one already
+ * answered (lingering before its close), else one that has sent nothing yet — so idle connections
+ * never keep a real request out; only when every slot holds a request being read is the new
+ * connection refused (closed).
  *
  * Peer credentials: Linux has SO_PEERCRED, but Node.js does not expose it on net.Socket, so the
  * audit event records `peer: "unsupported"` rather than guessing. File permissions on the
@@ -26,7 +33,9 @@ export interface BrokerServerOptions {
   socketGid?: number;
   /** Drop a client that has not sent a complete line within this many ms (default 5000). */
   readTimeoutMs?: number;
-  /** Concurrent connections (default 256); more are refused by the kernel backlog/closed. */
+  /** Drop a client that has sent no byte within this many ms (default 1000, at most readTimeoutMs). */
+  idleTimeoutMs?: number;
+  /** Open connections at most (default 256); past it the oldest idle or answered one is evicted. */
   maxConnections?: number;
   onAudit?: (event: AuditEvent) => void;
   /** Operational log lines (never secrets). */
@@ -37,7 +46,7 @@ export interface BrokerServerOptions {
 export interface BrokerServer {
   readonly socketPath: string;
   /** Exchanges answered since start, by outcome. */
-  readonly stats: { issued: number; denied: number; dropped: number };
+  readonly stats: { issued: number; denied: number; dropped: number; evicted: number; refused: number };
   close(): Promise<void>;
 }
 
@@ -83,8 +92,27 @@ async function clearStaleSocket(socketPath: string): Promise<void> {
 export async function startBrokerServer(opts: BrokerServerOptions): Promise<BrokerServer> {
   const clock = opts.clock ?? systemClock;
   const readTimeoutMs = opts.readTimeoutMs ?? 5000;
-  const stats = { issued: 0, denied: 0, dropped: 0 };
+  const idleTimeoutMs = Math.min(opts.idleTimeoutMs ?? 1000, readTimeoutMs);
+  const maxConnections = opts.maxConnections ?? 256;
+  if (!Number.isSafeInteger(maxConnections) || maxConnections <= 0) throw new TypeError('maxConnections must be a positive integer');
+  const stats = { issued: 0, denied: 0, dropped: 0, evicted: 0, refused: 0 };
   const sockets = new Set<Socket>();
+  // Each open connection is in exactly one of these, oldest first (a Set iterates in insertion
+  // order): what an arriving connection may evict, in that order of preference.
+  const answered = new Set<Socket>();
+  const idle = new Set<Socket>();
+  const evictFor = (): boolean => {
+    for (const pool of [answered, idle]) {
+      const oldest = pool.values().next();
+      if (oldest.done !== true) {
+        pool.delete(oldest.value);
+        stats.evicted++;
+        oldest.value.destroy();
+        return true;
+      }
+    }
+    return false;
+  };
   const log = opts.onLog ?? (() => undefined);
   await clearStaleSocket(opts.socketPath);
 
@@ -112,6 +140,7 @@ export async function startBrokerServer(opts: BrokerServerOptions): Promise<Brok
     if (response.accepted) stats.issued++;
     else stats.denied++;
     if (socket.destroyed) return;
+    answered.add(socket);
     socket.end(`${JSON.stringify(response)}\n`);
     // One exchange per connection: a client that keeps its side open after the answer would
     // hold a connection slot for ever. It gets the read timeout to close, then is dropped.
@@ -161,22 +190,39 @@ export async function startBrokerServer(opts: BrokerServerOptions): Promise<Brok
   };
 
   const server: Server = createServer({ allowHalfOpen: true }, (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => undefined); // a vanished client is not the broker's problem
+    if (sockets.size >= maxConnections && !evictFor()) {
+      // Every slot holds a request being read: refuse this one rather than drop a caller.
+      stats.refused++;
+      socket.destroy();
+      return;
+    }
+    sockets.add(socket);
+    idle.add(socket);
+    socket.on('close', () => {
+      sockets.delete(socket);
+      idle.delete(socket);
+      answered.delete(socket);
+    });
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
-    const timer = setTimeout(() => {
+    const drop = (): void => {
       if (done) return;
       done = true;
       stats.dropped++;
       socket.destroy();
-    }, readTimeoutMs);
+    };
+    // The whole line within the read timeout; its first byte within the idle timeout.
+    const timer = setTimeout(drop, readTimeoutMs);
     timer.unref();
+    const idleTimer = setTimeout(drop, idleTimeoutMs);
+    idleTimer.unref();
     const finish = (line: Buffer | undefined): void => {
       done = true;
+      idle.delete(socket);
       clearTimeout(timer);
+      clearTimeout(idleTimer);
       socket.removeAllListeners('data');
       socket.pause();
       chunks.length = 0; // nothing of the request is kept while the connection lingers
@@ -190,6 +236,7 @@ export async function startBrokerServer(opts: BrokerServerOptions): Promise<Brok
     };
     socket.on('data', (chunk: Buffer) => {
       if (done) return;
+      if (idle.delete(socket)) clearTimeout(idleTimer);
       const nl = chunk.indexOf(0x0a);
       const take = nl === -1 ? chunk : chunk.subarray(0, nl);
       size += take.length;
@@ -203,13 +250,14 @@ export async function startBrokerServer(opts: BrokerServerOptions): Promise<Brok
       if (size > 0) finish(Buffer.concat(chunks, size));
       else {
         done = true;
+        idle.delete(socket);
         clearTimeout(timer);
+        clearTimeout(idleTimer);
         stats.dropped++;
         socket.end();
       }
     });
   });
-  server.maxConnections = opts.maxConnections ?? 256;
 
   // Created owner-only from the first moment (no window where the socket is world-connectable),
   // then set to the final mode explicitly.

@@ -2,7 +2,7 @@ import { test, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
-import { createConnection } from 'node:net';
+import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +15,7 @@ const dir = mkdtempSync(path.join(tmpdir(), 'tp-broker-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 let n = 0;
 
-async function start(o: { readTimeoutMs?: number; socketGid?: number } = {}): Promise<{ server: BrokerServer; socketPath: string; events: AuditEvent[] }> {
+async function start(o: { readTimeoutMs?: number; idleTimeoutMs?: number; maxConnections?: number; socketGid?: number } = {}): Promise<{ server: BrokerServer; socketPath: string; events: AuditEvent[] }> {
   const socketPath = path.join(dir, `b${n++}.sock`);
   const events: AuditEvent[] = [];
   const broker = new Broker({
@@ -299,4 +299,101 @@ test('an unknown field with a huge name is refused with its path cut short, in t
   assert.ok(r.error!.message.length < 300, `${r.error!.message.length} characters`);
   assert.ok(JSON.stringify(events.at(-1)).length < 2000);
   await server.close();
+});
+
+/** Open `n` connections that send nothing; resolves once all are connected. */
+async function idleConnections(socketPath: string, n: number): Promise<Socket[]> {
+  const out: Socket[] = [];
+  for (let i = 0; i < n; i++) {
+    out.push(
+      await new Promise<Socket>((resolve, reject) => {
+        const c = createConnection(socketPath, () => resolve(c));
+        c.once('error', reject);
+      }),
+    );
+    out[i]!.on('error', () => undefined);
+  }
+  return out;
+}
+
+test('300 idle connections do not starve a real caller: its request is answered promptly', { timeout: 20_000 }, async () => {
+  // An idle timeout far longer than the test: what keeps the slots free here is the eviction.
+  const { server, socketPath } = await start({ idleTimeoutMs: 60_000, readTimeoutMs: 60_000 });
+  const idle = await idleConnections(socketPath, 300);
+  try {
+    const started = Date.now();
+    const r = await brokerIssue(socketPath, { ...issueReq, timeoutMs: 2000 });
+    const took = Date.now() - started;
+    assert.equal(r.accepted, true);
+    assert.ok(took < 1000, `answered after ${took} ms`);
+    assert.ok(server.stats.evicted >= 300 - 256 + 1, `evicted ${server.stats.evicted}`);
+    assert.equal(server.stats.refused, 0);
+  } finally {
+    for (const c of idle) c.destroy();
+    await server.close();
+  }
+});
+
+test('a connection that sends nothing is dropped after the idle timeout, long before the read timeout', { timeout: 10_000 }, async () => {
+  const { server, socketPath } = await start({ idleTimeoutMs: 100, readTimeoutMs: 5000 });
+  const started = Date.now();
+  assert.equal(await raw(socketPath, undefined), '');
+  const took = Date.now() - started;
+  assert.ok(took >= 80 && took < 1500, `dropped after ${took} ms`);
+  assert.equal(server.stats.dropped, 1);
+  // One that has started its line gets the read timeout, not the idle one.
+  const { envelope } = buildIpcEnvelope({ ...issueReq, requestId: 'slow-1' });
+  const line = `${JSON.stringify(envelope)}\n`;
+  const answer = await new Promise<string>((resolve, reject) => {
+    const c = createConnection(socketPath, () => {
+      c.write(line.slice(0, 10));
+      setTimeout(() => c.write(line.slice(10)), 300);
+    });
+    let got = '';
+    c.on('data', (d: Buffer) => (got += d.toString('utf8')));
+    c.on('close', () => resolve(got));
+    c.on('error', reject);
+  });
+  assert.equal((JSON.parse(answer) as { accepted: boolean; request_id: string }).request_id, 'slow-1');
+  await server.close();
+});
+
+test('connection slots: an answered or idle connection is evicted for a new one; requests being read are not, the newcomer is refused', { timeout: 10_000 }, async () => {
+  const { server, socketPath } = await start({ maxConnections: 3, idleTimeoutMs: 60_000, readTimeoutMs: 60_000 });
+  const { envelope } = buildIpcEnvelope({ ...issueReq, requestId: 'partial-1' });
+  const line = `${JSON.stringify(envelope)}\n`;
+  const partial = await idleConnections(socketPath, 3);
+  const answers = partial.map(
+    (c) =>
+      new Promise<string>((resolve) => {
+        let got = '';
+        c.on('data', (d: Buffer) => (got += d.toString('utf8')));
+        c.on('close', () => resolve(got));
+      }),
+  );
+  for (const c of partial) c.write(line.slice(0, 20));
+  await new Promise((r) => setTimeout(r, 50));
+  // Every slot holds a request being read: the newcomer is closed, the readers are untouched.
+  // (A write to the closed connection may fail with EPIPE: refused either way.)
+  assert.equal(await raw(socketPath, line).catch((err: NodeJS.ErrnoException) => (err.code === 'EPIPE' || err.code === 'ECONNRESET' ? '' : Promise.reject(err))), '');
+  assert.equal(server.stats.refused, 1);
+  assert.equal(server.stats.evicted, 0);
+  partial[0]!.write(line.slice(20));
+  assert.equal((JSON.parse(await answers[0]!) as { request_id: string }).request_id, 'partial-1');
+  // Now slot 1 is free; an idle connection takes it, and is itself evicted for a real request.
+  const [idle] = await idleConnections(socketPath, 1);
+  const idleClosed = new Promise<void>((r) => idle!.once('close', () => r()));
+  assert.equal((await brokerIssue(socketPath, { ...issueReq, timeoutMs: 2000 })).accepted, true);
+  await idleClosed;
+  // (The answered connection may still have been lingering when the idle one came: then it went first.)
+  const evicted: number = server.stats.evicted;
+  assert.ok(evicted === 1 || evicted === 2, `evicted ${evicted}`);
+  assert.equal(server.stats.refused, 1);
+  for (const c of partial) c.destroy();
+  await server.close();
+});
+
+test('startBrokerServer refuses a connection cap that is not a positive integer', async () => {
+  const broker = new Broker({ policy: { issuer: 'i', trustDomain: 't', signingKey: brokerKey, kid: 'k', allow: [] }, sources: [softwareSource('s')] });
+  for (const bad of [0, -3, 2.5]) await assert.rejects(startBrokerServer({ socketPath: path.join(dir, 'cap.sock'), broker, maxConnections: bad }), TypeError);
 });

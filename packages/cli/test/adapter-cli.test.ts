@@ -26,6 +26,11 @@ test('adapter configuration errors stop startup with one clear line (exit 2)', a
       [[...base, '--upstream', 'http://127.0.0.1:1', '--replay-max-entries', '0'], /--replay-max-entries must be a positive integer, got "0"/],
       [[...base, '--upstream', 'http://127.0.0.1:1', '--replay-max-entries', '1e6'], /--replay-max-entries must be a positive integer/],
       [[...base, '--upstream', 'http://127.0.0.1:1', '--replay', 'redis://127.0.0.1:1', '--replay-max-entries', '10'], /--replay-max-entries applies to --replay memory only/],
+      [[...base, '--upstream', 'http://127.0.0.1:1', '--replay-issuer-share', '0'], /--replay-issuer-share must be a positive integer, got "0"/],
+      [[...base, '--upstream', 'http://127.0.0.1:1', '--replay-issuer-share', '101'], /--replay-issuer-share must be a percentage 1..100, got 101/],
+      [[...base, '--upstream', 'http://127.0.0.1:1', '--replay', 'redis://127.0.0.1:1', '--replay-issuer-share', '50'], /--replay-issuer-share applies to --replay memory only/],
+      [[...base, '--upstream', 'http://127.0.0.1:1', '--max-connections', '0'], /--max-connections must be a positive integer, got "0"/],
+      [[...base, '--upstream', 'http://127.0.0.1:1', '--max-connections', 'many'], /--max-connections must be a positive integer, got "many"/],
     ];
     for (const [args, want] of cases) {
       const r = await runBin(args);
@@ -45,12 +50,12 @@ test('adapter configuration errors stop startup with one clear line (exit 2)', a
   }
 });
 
-test('--replay-max-entries bounds the memory store: when it is full a new jti gets 503 replay_store_full and is not forwarded; a replay is still a replay', async () => {
+test('--replay-max-entries bounds the memory store, one issuer to half of it by default: past that a new jti gets 503 replay_store_full and is not forwarded; a replay is still a replay', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tp-adapter-cli-'));
   const upstream = await startEchoUpstream();
   try {
     const { tm, pb } = writeBundles(dir);
-    const a = await spawnAdapter(['--upstream', upstream.url, '--bundle', tm, '--policy-bundle', pb, '--bundle-signature-public-key', SIGNING], { TRUSTPLANE_REPLAY_MAX_ENTRIES: '2' });
+    const a = await spawnAdapter(['--upstream', upstream.url, '--bundle', tm, '--policy-bundle', pb, '--bundle-signature-public-key', SIGNING], { TRUSTPLANE_REPLAY_MAX_ENTRIES: '4' });
     try {
       const send = async (req: ReturnType<typeof makeRequest>) => {
         const res = await request(`${a.url}/v1/orders/search`, { headers: req.headers });
@@ -67,6 +72,35 @@ test('--replay-max-entries bounds the memory store: when it is full a new jti ge
     }
   } finally {
     await upstream.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('--replay redis://: one warning line at startup exactly when Redis persists nothing (no AOF, no RDB); one note when CONFIG is refused', { skip: !redisAvailable() }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tp-adapter-cli-'));
+  const servers = await Promise.all([startRedis(), startRedis(['--appendonly', 'yes']), startRedis(['--save', '60 1']), startRedis(['--rename-command', 'CONFIG', '""'])]);
+  try {
+    const { tm, pb } = writeBundles(dir);
+    const lines = await Promise.all(
+      servers.map(async (r) => {
+        const a = await spawnAdapter(['--upstream', 'http://127.0.0.1:1', '--bundle', tm, '--policy-bundle', pb, '--bundle-signature-public-key', SIGNING, '--replay', r.url]);
+        try {
+          return a.stderr().split('\n');
+        } finally {
+          assert.equal(await stopWithSigterm(a), 0);
+        }
+      }),
+    );
+    const count = (ls: string[], re: RegExp) => ls.filter((l) => re.test(l)).length;
+    const [none, aof, rdb, refused] = lines;
+    const warning = /"level":"warn".*Redis has neither AOF \(appendonly\) nor RDB snapshots \(save\) enabled/;
+    const note = /cannot check whether Redis persists consumed jtis/;
+    assert.equal(count(none!, warning), 1, none!.join('\n'));
+    for (const ls of [aof!, rdb!, refused!]) assert.equal(count(ls, warning), 0, ls.join('\n'));
+    assert.equal(count(refused!, note), 1, refused!.join('\n'));
+    for (const ls of [none!, aof!, rdb!]) assert.equal(count(ls, note), 0);
+  } finally {
+    await Promise.all(servers.map((r) => r.stop()));
     rmSync(dir, { recursive: true, force: true });
   }
 });

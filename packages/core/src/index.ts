@@ -71,7 +71,7 @@ export {
   type CompiledKey,
   type SourceType,
 } from './policy.js';
-export { MemoryReplayStore, ReplayStoreError, replayKey, type ReplayStore, type ConsumeResult, type MemoryReplayStoreOptions } from './replay.js';
+export { MemoryReplayStore, ReplayStoreError, replayKey, REPLAY_KEY_LENGTH, REPLAY_RECORD_KEY_LENGTH, type ReplayStore, type ConsumeResult, type MemoryReplayStoreOptions } from './replay.js';
 export { MonotonicClock, ManualClock, systemClock, type Clock } from './clock.js';
 export { buildAuditEvent, auditEventForDecision, AUDIT_EVENT_VERSION, type AuditEvent, type AuditComponent, type AuditFields } from './audit.js';
 export {

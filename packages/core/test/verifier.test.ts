@@ -260,6 +260,24 @@ test('replay_store_full: a full in-memory store refuses new jtis (503) and never
   assert.equal(!replay.allowed && replay.reason, 'jti_replay');
 });
 
+test('replay_store_full for one issuer is not full for another: a flood under one issuer stops at its share', async () => {
+  const store = new MemoryReplayStore({ maxEntries: 4 });
+  const { v } = verifier({ store, nowMs: T0 + 1000 });
+  // Issuer A (the software issuer) fills its half, and is refused past it.
+  for (let i = 0; i < 2; i++) assert.equal((await v.verify(makeRequest())).allowed, true);
+  const flood = await v.verify(makeRequest());
+  assert.equal(!flood.allowed && flood.reason, 'replay_store_full');
+  // Issuer B (the broker) is still served.
+  const other = await v.verify(
+    brokerRequest({
+      keyBinding: 'attested_workload',
+      provenance: { profile: 'trustplane-spiffe-spire-k8s-v1', spiffe_id: 'spiffe://example.local/ns/orders/sa/worker', spiffe_trust_domain: 'example.local', posture: 'spiffe_svid_verified' },
+      ctx: { tool_name: 'orders-worker' },
+    }),
+  );
+  assert.equal(other.allowed, true, JSON.stringify(other));
+});
+
 test('every verifier reason code in the registry has a negative test', () => {
   const adapterOnly = new Set<ReasonCode>(['body_too_large', 'upstream_unavailable', 'upstream_timeout']);
   const missing = (Object.keys(REASONS) as ReasonCode[]).filter((r) => !adapterOnly.has(r) && !BROKER_ONLY_REASONS.has(r) && !exercised.has(r));

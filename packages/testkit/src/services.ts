@@ -68,11 +68,15 @@ async function stopAll(children: readonly ChildProcess[], dir: string): Promise<
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** Start a throwaway redis-server (no persistence) on a free loopback port. */
-export async function startRedis(): Promise<RedisServer> {
+/**
+ * Start a throwaway redis-server on a free loopback port: no persistence, unless `extra`
+ * arguments (appended, so they win) turn it on, e.g. `['--appendonly', 'yes']` or
+ * `['--save', '60 1']`.
+ */
+export async function startRedis(extra: readonly string[] = []): Promise<RedisServer> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'tp-redis-'));
-  const child = await spawnRedis(port, dir, []);
+  const child = await spawnRedis(port, dir, extra);
   return { url: `redis://127.0.0.1:${port}`, port, stop: () => stopAll([child], dir) };
 }
 

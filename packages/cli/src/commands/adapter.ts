@@ -65,7 +65,8 @@ export function registerAdapter(program: Command, io: CliIo): void {
     const maxBody = positiveInt(o.maxBodyBytes, '--max-body-bytes');
     const workers = parseWorkers(o.workers);
     const role = workers === 1 ? 'single' : isAdapterWorker() ? 'worker' : 'primary';
-    const rt = await startVerifierRuntime(s, role).catch(async (err: unknown) => {
+    // The primary checks Redis persistence once; its workers do not repeat it.
+    const rt = await startVerifierRuntime(s, role, { checkReplayPersistence: role !== 'worker' }).catch(async (err: unknown) => {
       if (role !== 'worker') throw err;
       // The primary reports it, once (its startup fails with this line), and stops the others.
       await reportWorkerStartFailure(err instanceof Error ? err.message : String(err));
@@ -131,6 +132,7 @@ export function registerAdapter(program: Command, io: CliIo): void {
       skewSeconds: s.skewSeconds,
       maxLifetimeSeconds: s.maxLifetimeSeconds,
       maxBodyBytes: maxBody,
+      maxConnections: s.maxConnections,
     }).catch(async (err: unknown) => {
       rt.abort();
       const reason = err instanceof Error ? err.message : String(err);

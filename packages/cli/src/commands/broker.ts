@@ -28,6 +28,8 @@ interface ServeOptions extends SpiffeCliOptions {
   ctx?: string[];
   auditLog?: string;
   readTimeoutMs: string;
+  idleTimeoutMs: string;
+  maxConnections: string;
 }
 
 const collect = (v: string, p: string[] | undefined): string[] => [...(p ?? []), v];
@@ -80,13 +82,17 @@ function registerServe(broker: Command, io: CliIo): void {
     .addOption(env(new Option('--context-field <name>', 'a ctx field the broker may copy from the caller into passports (repeatable; default: any)').argParser(collect), 'CONTEXT_FIELD'))
     .addOption(env(new Option('--ctx <field=value>', 'a ctx field the broker sets itself in every passport; a caller asking for another value is refused (broker_context_pinned); repeatable').argParser(collect), 'CTX'))
     .addOption(env(new Option('--audit-log <target>', 'audit events: - (stdout), a file path, or off').default('-'), 'AUDIT_LOG'))
-    .addOption(env(new Option('--read-timeout-ms <ms>', 'drop a client that has not sent its line within this time').default('5000'), 'READ_TIMEOUT_MS'));
+    .addOption(env(new Option('--read-timeout-ms <ms>', 'drop a client that has not sent its line within this time').default('5000'), 'READ_TIMEOUT_MS'))
+    .addOption(env(new Option('--idle-timeout-ms <ms>', 'drop a client that has sent nothing within this time (at most the read timeout)').default('1000'), 'IDLE_TIMEOUT_MS'))
+    .addOption(env(new Option('--max-connections <n>', 'open connections at most; past it the oldest idle or answered one is evicted, else the new one is refused').default('256'), 'MAX_CONNECTIONS'));
   addSpiffeOptions(cmd);
   cmd.action(async (o: ServeOptions) => {
     const { Broker, softwareSource, startBrokerServer } = await import('@trustplane/broker');
     const { createAuditSink, log } = await import('@trustplane/adapter');
     const ttl = positiveInt(o.ttl, '--ttl', 900);
     const readTimeoutMs = positiveInt(o.readTimeoutMs, '--read-timeout-ms');
+    const idleTimeoutMs = positiveInt(o.idleTimeoutMs, '--idle-timeout-ms');
+    const maxConnections = positiveInt(o.maxConnections, '--max-connections');
     const socketGid = o.socketGid === undefined ? undefined : positiveInt(o.socketGid, '--socket-gid');
     const allow = o.allow.map(parseAllowRule);
     const pinnedContext = parsePinnedContext(o.ctx ?? []);
@@ -129,6 +135,8 @@ function registerServe(broker: Command, io: CliIo): void {
       socketPath: o.socket,
       broker: b,
       readTimeoutMs,
+      idleTimeoutMs,
+      maxConnections,
       ...(socketGid !== undefined ? { socketGid } : {}),
       onAudit: (e) => audit.write(e),
       onLog: (level, msg, fields) => log(level, msg, fields),

@@ -43,6 +43,7 @@ export interface VerifierFlags {
   proofMode: string;
   replay: string;
   replayMaxEntries?: string;
+  replayIssuerShare?: string;
   replicas: string;
   auditLog: string;
   auditBufferBytes: string;
@@ -52,13 +53,19 @@ export interface VerifierFlags {
   devAllowUnsignedBundles?: boolean;
   allowJwksFetch?: boolean;
   shutdownDelay: string;
+  maxConnections: string;
 }
+
+/** Default --max-connections (the adapter package's DEFAULT_MAX_CONNECTIONS; not imported: it loads undici). */
+export const DEFAULT_MAX_CONNECTIONS = 1024;
 
 /** Live jtis the memory replay store holds by default (~87 B each: ~90 MB when full). */
 export const DEFAULT_REPLAY_MAX_ENTRIES = 1_000_000;
 
 /** Bytes of audit lines held while the audit sink does not take them (the adapter's default). */
 export const DEFAULT_AUDIT_BUFFER_BYTES = 4 * 1024 * 1024;
+/** Percent of the memory replay store one issuer may hold by default: the rest stays for the others. */
+export const DEFAULT_REPLAY_ISSUER_SHARE = 50;
 
 /** HOST:PORT (IPv6 as [::1]:PORT). */
 export function parseHostPort(value: string, flag: string): { host: string; port: number } {
@@ -109,6 +116,7 @@ export const VERIFIER_CONFIG_KEYS: Readonly<Record<string, string>> = {
   proof_mode: 'proofMode',
   replay: 'replay',
   replay_max_entries: 'replayMaxEntries',
+  replay_issuer_share: 'replayIssuerShare',
   replicas: 'replicas',
   audit_log: 'auditLog',
   audit_buffer_bytes: 'auditBufferBytes',
@@ -118,6 +126,7 @@ export const VERIFIER_CONFIG_KEYS: Readonly<Record<string, string>> = {
   dev_allow_unsigned_bundles: 'devAllowUnsignedBundles',
   allow_jwks_fetch: 'allowJwksFetch',
   shutdown_delay: 'shutdownDelay',
+  max_connections: 'maxConnections',
 };
 
 /** Apply a JSON config file to every option still at its default (flags and env win). */
@@ -167,7 +176,8 @@ export function addVerifierOptions(cmd: Command, defaults: { listen: string; adm
   cmd
     .addOption(env(new Option('--config <file>', 'JSON config file (keys: snake_case flag names)'), 'CONFIG'))
     .addOption(env(new Option('--listen <host:port>', 'address to serve on').default(defaults.listen), 'LISTEN'))
-    .addOption(env(new Option('--admin-listen <host:port>', 'address of /healthz, /readyz, /metrics').default(defaults.adminListen), 'ADMIN_LISTEN'));
+    .addOption(env(new Option('--admin-listen <host:port>', 'address of /healthz, /readyz, /metrics').default(defaults.adminListen), 'ADMIN_LISTEN'))
+    .addOption(env(new Option('--max-connections <n>', 'open client connections at most (per process: each worker has its own); more are closed at once').default(String(DEFAULT_MAX_CONNECTIONS)), 'MAX_CONNECTIONS'));
   extra(cmd);
   return cmd
     .addOption(env(new Option('--bundle <file>', 'signed trust material (issuer keys)'), 'BUNDLE'))
@@ -181,6 +191,7 @@ export function addVerifierOptions(cmd: Command, defaults: { listen: string; adm
     .addOption(env(new Option('--proof-mode <mode>', 'request proof format').choices(['transcript-v1']).default('transcript-v1'), 'PROOF_MODE'))
     .addOption(env(new Option('--replay <store>', 'replay store: memory, or redis://, rediss://, redis+sentinel://, redis+cluster:// URL').default('memory'), 'REPLAY'))
     .addOption(env(new Option('--replay-max-entries <n>', `memory replay store: most live jtis held; when full, new jtis are refused with 503 replay_store_full (default: ${DEFAULT_REPLAY_MAX_ENTRIES})`), 'REPLAY_MAX_ENTRIES'))
+    .addOption(env(new Option('--replay-issuer-share <percent>', `memory replay store: most of its capacity one issuer may hold, 1..100 (default: ${DEFAULT_REPLAY_ISSUER_SHARE}; 100 for a single issuer)`), 'REPLAY_ISSUER_SHARE'))
     .addOption(env(new Option('--replicas <n>', 'declared number of replicas (the memory replay store needs 1)').default('1'), 'REPLICAS'))
     .addOption(env(new Option('--audit-log <target>', 'audit events: stdout, off, or a file path').default('stdout'), 'AUDIT_LOG'))
     .addOption(env(new Option('--audit-buffer-bytes <n>', 'audit lines held while the audit sink does not take them (a pipe not read); past it events are dropped and counted').default(String(DEFAULT_AUDIT_BUFFER_BYTES)), 'AUDIT_BUFFER_BYTES'))
@@ -240,6 +251,8 @@ export interface VerifierSettings {
   replay: string;
   /** Capacity of the memory replay store (live jtis). */
   replayMaxEntries: number;
+  /** Fraction of that capacity one issuer may hold (0, 1]. */
+  replayIssuerShare: number;
   routeMode: 'request' | 'route-id';
   routeId: string | undefined;
   freshnessWindowSeconds: number;
@@ -251,6 +264,8 @@ export interface VerifierSettings {
   logLevel: LogLevel;
   /** Seconds between a stop signal (readiness off) and the start of the drain. */
   shutdownDelaySeconds: number;
+  /** Open client connections at most, per process. */
+  maxConnections: number;
 }
 
 function boundedSeconds(value: string, flag: string, max: number): number {
@@ -271,6 +286,9 @@ export function verifierSettings(o: VerifierFlags): VerifierSettings {
   if (o.replay === 'memory' && replicas > 1) throw usageError(`--replay memory cannot protect ${replicas} replicas (each would keep its own replay state): use --replay redis://…`);
   if (o.replayMaxEntries !== undefined && o.replay !== 'memory') throw usageError('--replay-max-entries applies to --replay memory only (size Redis with its own maxmemory and maxmemory-policy noeviction)');
   const replayMaxEntries = o.replayMaxEntries === undefined ? DEFAULT_REPLAY_MAX_ENTRIES : positiveInt(o.replayMaxEntries, '--replay-max-entries');
+  if (o.replayIssuerShare !== undefined && o.replay !== 'memory') throw usageError('--replay-issuer-share applies to --replay memory only');
+  const sharePercent = o.replayIssuerShare === undefined ? DEFAULT_REPLAY_ISSUER_SHARE : positiveInt(o.replayIssuerShare, '--replay-issuer-share');
+  if (sharePercent > 100) throw usageError(`--replay-issuer-share must be a percentage 1..100, got ${sharePercent}`);
   if (o.routePolicyMode === 'route-id' && o.routeId === undefined) throw usageError('--route-policy-mode route-id needs --route-id');
   if (o.bundleStateFile === '') throw usageError('--bundle-state-file must be a path');
   return {
@@ -284,6 +302,7 @@ export function verifierSettings(o: VerifierFlags): VerifierSettings {
     dev,
     replay: o.replay,
     replayMaxEntries,
+    replayIssuerShare: sharePercent / 100,
     routeMode: o.routePolicyMode as 'request' | 'route-id',
     routeId: o.routeId,
     freshnessWindowSeconds: positiveInt(o.policyBundleFreshnessWindow, '--policy-bundle-freshness-window'),
@@ -294,6 +313,7 @@ export function verifierSettings(o: VerifierFlags): VerifierSettings {
     allowJwksFetch: o.allowJwksFetch === true,
     logLevel: o.logLevel as LogLevel,
     shutdownDelaySeconds: boundedSeconds(o.shutdownDelay, '--shutdown-delay', 300),
+    maxConnections: positiveInt(o.maxConnections, '--max-connections'),
   };
 }
 
@@ -332,11 +352,18 @@ export interface VerifierRuntime {
   abort(): void;
 }
 
+/** The one line saying that Redis does not persist consumed jtis (or that this cannot be told). */
+export const REDIS_NO_PERSISTENCE = 'replay store: Redis has neither AOF (appendonly) nor RDB snapshots (save) enabled: a Redis restart forgets every consumed jti, and a passport still within its lifetime can then be replayed once more; set appendonly yes (docs/deployment.md, "Redis persistence")';
+export const REDIS_PERSISTENCE_UNKNOWN = 'replay store: cannot check whether Redis persists consumed jtis (CONFIG GET refused or unanswered); make sure AOF (appendonly yes) or RDB snapshots are on (docs/deployment.md, "Redis persistence")';
+
 /**
  * Load the bundle pair (refusing to start without a good one) and open the replay store and
- * audit sink. A `worker` reads no bundle file: it serves the pairs its primary accepted.
+ * audit sink. A `worker` reads no bundle file: it serves the pairs its primary accepted. With
+ * Redis, `checkReplayPersistence` (default on; the adapter's workers leave it to the primary)
+ * asks Redis once, when it is first ready, whether it persists its keys, and logs one line if it
+ * does not or cannot be asked.
  */
-export async function startVerifierRuntime(s: VerifierSettings, role: RuntimeRole = 'single'): Promise<VerifierRuntime> {
+export async function startVerifierRuntime(s: VerifierSettings, role: RuntimeRole = 'single', opts: { checkReplayPersistence?: boolean } = {}): Promise<VerifierRuntime> {
   const { JwksTrustSource, RedisReplayStore, createAuditSink, followClusterBundles, log, setLogLevel } = await import('@trustplane/adapter');
   setLogLevel(s.logLevel);
   if (s.dev) log('warn', `${DEV_ALLOW_UNSIGNED_FLAG} is set: unsigned bundles are accepted. Never use this in production.`);
@@ -367,7 +394,7 @@ export async function startVerifierRuntime(s: VerifierSettings, role: RuntimeRol
     watcher = fileWatcher;
   }
   let replayStore: ReplayStore;
-  if (s.replay === 'memory') replayStore = new MemoryReplayStore({ maxEntries: s.replayMaxEntries });
+  if (s.replay === 'memory') replayStore = new MemoryReplayStore({ maxEntries: s.replayMaxEntries, issuerShare: s.replayIssuerShare });
   else {
     let redis: RedisReplayStoreT;
     try {
@@ -376,7 +403,22 @@ export async function startVerifierRuntime(s: VerifierSettings, role: RuntimeRol
       watcher.close();
       throw usageError(`--replay: ${err instanceof Error ? err.message : String(err)}`);
     }
-    await redis.ready(3000).catch((err: unknown) => log('warn', 'replay store not ready yet; requests are denied (503) until it is', { error: err instanceof Error ? err.message : String(err) }));
+    const ready = await redis.ready(3000).then(
+      () => true,
+      (err: unknown) => {
+        log('warn', 'replay store not ready yet; requests are denied (503) until it is', { error: err instanceof Error ? err.message : String(err) });
+        return false;
+      },
+    );
+    if (opts.checkReplayPersistence ?? true) {
+      const check = async () => {
+        const p = await redis.checkPersistence();
+        if (p.state === 'off') log('warn', REDIS_NO_PERSISTENCE, { nodes: p.nodes });
+        else if (p.state === 'unknown') log('info', REDIS_PERSISTENCE_UNKNOWN, { error: p.error });
+      };
+      if (ready) await check();
+      else redis.client.once('ready', () => void check());
+    }
     replayStore = redis;
   }
   let audit: AuditSink;

@@ -35,7 +35,7 @@ export function registerVerifier(program: Command, io: CliIo): void {
     const o = cmd.opts<ForwardAuthFlags>();
     const s = verifierSettings(o);
     const rt = await startVerifierRuntime(s);
-    const { startForwardAuthVerifier, log } = await import('@trustplane/adapter');
+    const { startForwardAuthVerifier, capConnections, log } = await import('@trustplane/adapter');
     const v = await startForwardAuthVerifier({
       listen: s.listen,
       admin: s.admin,
@@ -54,6 +54,7 @@ export function registerVerifier(program: Command, io: CliIo): void {
       rt.abort();
       throw failure(`cannot start: ${err instanceof Error ? err.message : String(err)}`);
     });
+    capConnections(v.server, s.maxConnections, 'verifier');
     rt.observeReloads(v.metrics, 'verifier');
     log('info', 'forward-auth verifier listening', { url: v.url, admin: v.adminUrl, replay: s.replay === 'memory' ? 'memory' : 'redis', trust_forwarded_headers: o.trustForwardedHeaders === true, policy_version: rt.watcher.current()?.policy.policyVersion });
     // Signal handlers before the line a supervisor waits for (see adapter.ts).
