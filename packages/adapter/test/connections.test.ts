@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { MemoryReplayStore, StaticPolicyProvider, compilePolicy } from '@trustplane/core';
-import { policyBundle, trustMaterial, startEchoUpstream, type EchoUpstream } from '@trustplane/testkit';
+import { makeRequest, policyBundle, trustMaterial, startEchoUpstream, type EchoUpstream } from '@trustplane/testkit';
 import { startAdapter, MemoryAuditSink, type AdapterOptions, type RunningAdapter } from '../src/index.js';
 
 let upstream: EchoUpstream;
@@ -81,13 +81,21 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p.finally(() => clearTimeout(timer)), new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)))]);
 }
 
+/** The head of a signed POST declaring a body of `length` bytes (the body itself not included). */
+function signedHead(length: number): string {
+  const r = makeRequest({ nowMs: Date.now(), method: 'POST', path: '/v1/orders', body: 'x'.repeat(length) });
+  const lines = Object.entries(r.headers).map(([k, v]) => `${k}: ${v}`);
+  return `POST /v1/orders HTTP/1.1\r\nHost: x\r\n${lines.join('\r\n')}\r\ncontent-length: ${length}\r\n\r\n`;
+}
+
 test('timed-out connections whose clients never read are destroyed within the timeout, all of them', { timeout: 10_000 }, async () => {
   await withAdapter({ headersTimeoutMs: 300, requestTimeoutMs: 600 }, async (a) => {
     const N = 100;
     const clients: Client[] = [];
     for (let i = 0; i < N; i++) {
       // Three kinds of stalled client: an unfinished header block, a body that never comes, nothing at all.
-      const text = i % 3 === 0 ? 'GET /v1/orders/search HTTP/1.1\r\nHost: x\r\nX-Slow: ' : i % 3 === 1 ? 'POST /v1/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\nContent-Length: 100\r\n\r\nab' : '';
+      // The body is read only after a verified head, so the stalled upload is properly signed.
+      const text = i % 3 === 0 ? 'GET /v1/orders/search HTTP/1.1\r\nHost: x\r\nX-Slow: ' : i % 3 === 1 ? signedHead(100) + 'ab' : '';
       clients.push(await client(a.url, text, false));
     }
     assert.equal(await openConnections(a), N);
