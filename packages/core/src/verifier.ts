@@ -746,11 +746,6 @@ export class VerifiedHead {
     this.#checking = c;
   }
 
-  /** The route the head was verified for. */
-  get routeId(): string {
-    return this.#checking?.route.routeId ?? '';
-  }
-
   /** @internal The checked request, handed out once. */
   take(): Checking | undefined {
     const c = this.#checking;
